@@ -1,0 +1,35 @@
+"""Task and dataset tables shared by every package (the single source of truth)."""
+
+# Canonical task order. It matches the column order of the official partial-label
+# files: PASCAL [semseg, human_parts, sal, normals, edge], NYUD [semseg, depth, normals].
+TASK_ORDER = ("semseg", "human_parts", "sal", "depth", "normals", "edge")
+
+# Output channels of every task, per dataset.
+DATASET_TASKS = {
+    "PASCALContext": {"semseg": 21, "human_parts": 7, "sal": 2, "normals": 3, "edge": 1},
+    "NYUD": {"semseg": 40, "depth": 1, "normals": 3, "edge": 1},
+    "NYUD_MTAN": {"semseg": 13, "depth": 1, "normals": 3},
+}
+
+# Folder under `db_root` holding each dataset.
+DATASET_DIRNAME = {"PASCALContext": "PASCALContext", "NYUD": "NYUDv2", "NYUD_MTAN": "nyuv2"}
+
+# Boundary matching tolerance as a fraction of the image diagonal (SPEC section 4).
+EDGE_MAXDIST = {"PASCALContext": 0.0075, "NYUD": 0.011, "NYUD_MTAN": 0.011}
+
+# The headline metric of each task and whether lower is better (for Delta_m).
+TASK_METRIC = {
+    "semseg": ("mIoU", False),
+    "human_parts": ("mIoU", False),
+    "sal": ("maxF", False),
+    "depth": ("rmse", True),
+    "normals": ("mErr", True),
+    "edge": ("odsF", False),
+}
+
+IGNORE_INDEX = 255
+
+
+def ordered_tasks(names):
+    """Return `names` sorted in the canonical task order."""
+    return [t for t in TASK_ORDER if t in set(names)]
