@@ -131,6 +131,11 @@ def _check(key, value, default, source):
         types = (type(default),)
     if float in types and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if float in types and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) and bool not in types:
         raise ConfigError(f"{source}: key '{key}' must be {_type_name(types)}, got {value!r}")
     if not isinstance(value, types):

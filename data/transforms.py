@@ -1,0 +1,199 @@
+"""Raw numpy samples -> training / validation tensors (docs/conventions.md).
+
+Training (SPEC section 3): random scale 0.5-2 (depth divided by the scale), random crop
+to `train_size` retried while one semseg class covers > 75% of it, horizontal flip
+(normal x negated), photometric jitter, ImageNet normalisation, padding bottom/right
+with 255 (the image with 0 after normalisation, i.e. the mean colour).
+Validation: normalisation and padding bottom/right to `val_size`, never resizing.
+
+Randomness: every draw comes from a `numpy.random.Generator`. `TrainTransform(sample)`
+without one seeds a fresh Generator from torch's global generator (`torch.randint`).
+DataLoader seeds torch differently in every worker from the main process's seed, so
+a fixed `torch.manual_seed` reproduces the augmentations with or without workers,
+persistent workers keep drawing fresh numbers every epoch, and numpy's global state is
+never touched. Tests pass their own Generator.
+"""
+import cv2
+import numpy as np
+import torch
+
+from utils.errors import DataError
+from utils.tasks import IGNORE_INDEX
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+UINT8_TASKS = ("semseg", "human_parts", "sal", "edge")  # raw (H, W) uint8 maps
+CLASS_TASKS = ("semseg", "human_parts", "sal")  # -> int64 (H, W)
+CHANNEL_TASKS = ("edge", "depth")  # -> float32 (1, H, W)
+
+# Gray weights (ITU-R BT.601) used by the contrast and saturation jitter.
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def rng_from_torch():
+    """A numpy Generator seeded from torch's global generator (per-worker in a DataLoader)."""
+    return np.random.default_rng(int(torch.randint(0, 2**63 - 1, ())))
+
+
+def _targets(sample):
+    return [key for key in sample if key not in ("image", "meta", "task_mask")]
+
+
+def random_scale(sample, scale):
+    """Resize image (bilinear) and targets (nearest); depth in metres is divided by `scale`."""
+    height, width = sample["image"].shape[:2]
+    dsize = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2: (W, H)
+    out = dict(sample)
+    out["image"] = cv2.resize(sample["image"], dsize, interpolation=cv2.INTER_LINEAR)
+    for key in _targets(sample):
+        resized = cv2.resize(sample[key], dsize, interpolation=cv2.INTER_NEAREST_EXACT)
+        if key == "depth":
+            # A farther camera sees everything smaller: scaling by s divides the depth by s.
+            resized = np.where(resized == IGNORE_INDEX, resized, resized / np.float32(scale))
+        out[key] = resized
+    return out
+
+
+def dominant_class_fraction(semseg):
+    """Share of the most frequent class among the non-ignored pixels (0 when none)."""
+    valid = semseg[semseg != IGNORE_INDEX]
+    if valid.size == 0:
+        return 0.0
+    return float(np.bincount(valid.ravel()).max()) / valid.size
+
+
+def choose_crop(shape, size, rng, semseg=None, max_ratio=0.75, tries=10):
+    """Top-left corner of a `size` crop in an image of `shape`.
+
+    With `semseg` given, windows are redrawn (up to `tries` in all) while one class covers
+    more than `max_ratio` of the window's labelled pixels; the last window is kept when
+    none passes. Images smaller than the crop have one window, at (0, 0).
+    """
+    height, width = shape
+    crop_h, crop_w = size
+    for _ in range(tries):
+        top = int(rng.integers(0, max(height - crop_h, 0) + 1))
+        left = int(rng.integers(0, max(width - crop_w, 0) + 1))
+        if semseg is None or (height <= crop_h and width <= crop_w):
+            break
+        if dominant_class_fraction(semseg[top:top + crop_h, left:left + crop_w]) <= max_ratio:
+            break
+    return top, left
+
+
+def hflip(sample):
+    """Mirror every map; the x component of valid normals changes sign."""
+    out = {key: (np.ascontiguousarray(value[:, ::-1]) if key not in ("meta", "task_mask") else value)
+           for key, value in sample.items()}
+    if "normals" in out:
+        normals = out["normals"]
+        valid = normals[..., 0] != IGNORE_INDEX
+        normals[..., 0] = np.where(valid, -normals[..., 0], normals[..., 0])
+    return out
+
+
+def photometric_jitter(image, rng, prob=0.5):
+    """Brightness, contrast, saturation and hue jitter, each applied with `prob`.
+
+    uint8 or float (H, W, 3) RGB in [0, 255] -> float32 in [0, 255]. Ranges as is usual
+    in the field: brightness +-32, contrast and saturation x[0.5, 1.5], hue +-36 degrees.
+    """
+    image = image.astype(np.float32)
+    if rng.random() < prob:
+        image = np.clip(image + np.float32(rng.uniform(-32, 32)), 0, 255)
+    if rng.random() < prob:
+        mean = float((image @ GRAY_WEIGHTS).mean())
+        image = np.clip((image - mean) * np.float32(rng.uniform(0.5, 1.5)) + mean, 0, 255)
+    if rng.random() < prob:
+        gray = (image @ GRAY_WEIGHTS)[..., None]
+        image = np.clip(gray + (image - gray) * np.float32(rng.uniform(0.5, 1.5)), 0, 255)
+    if rng.random() < prob:
+        hsv = cv2.cvtColor(image / 255.0, cv2.COLOR_RGB2HSV)  # float input: H in [0, 360)
+        hsv[..., 0] = (hsv[..., 0] + np.float32(rng.uniform(-36, 36))) % 360
+        image = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0, 0, 255)
+    return image
+
+
+def normalize(image):
+    """(H, W, 3) RGB in [0, 255] -> ImageNet-normalised float32 (3, H, W)."""
+    image = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+
+def pad_and_tensorize(sample, tasks, size, task_mask):
+    """Pad bottom/right to `size` (image 0, targets 255) and convert to the conventions' tensors."""
+    height, width = sample["image"].shape[:2]
+    out_h, out_w = size
+    image = np.zeros((3, out_h, out_w), np.float32)
+    image[:, :height, :width] = normalize(sample["image"])
+    out = {"image": torch.from_numpy(image)}
+    for task in tasks:
+        value = sample[task]
+        canvas = np.full((out_h, out_w) + value.shape[2:], IGNORE_INDEX, value.dtype)
+        canvas[:height, :width] = value
+        if task in CLASS_TASKS:
+            out[task] = torch.from_numpy(canvas.astype(np.int64))
+        elif task in CHANNEL_TASKS:
+            out[task] = torch.from_numpy(canvas.astype(np.float32)[None])
+        else:  # normals (H, W, 3) -> (3, H, W)
+            out[task] = torch.from_numpy(np.ascontiguousarray(canvas.astype(np.float32).transpose(2, 0, 1)))
+    out["task_mask"] = torch.as_tensor(task_mask, dtype=torch.bool)
+    out["meta"] = {"id": str(sample["meta"]["id"]), "size": torch.tensor([height, width], dtype=torch.int64)}
+    return out
+
+
+def _task_mask(sample, tasks):
+    if "task_mask" in sample:
+        return np.asarray(sample["task_mask"], dtype=bool)
+    return np.ones(len(tasks), dtype=bool)
+
+
+class TrainTransform:
+    """Training augmentation; `sample` may carry `task_mask` (T,) in `tasks` order."""
+
+    def __init__(self, tasks, size, scale_range=(0.5, 2.0), flip_prob=0.5, jitter_prob=0.5,
+                 max_class_ratio=0.75, crop_tries=10):
+        self.tasks = list(tasks)
+        self.size = tuple(size)
+        self.scale_range = scale_range
+        self.flip_prob = flip_prob
+        self.jitter_prob = jitter_prob
+        self.max_class_ratio = max_class_ratio
+        self.crop_tries = crop_tries
+
+    def __call__(self, sample, rng=None):
+        rng = rng_from_torch() if rng is None else rng
+        task_mask = _task_mask(sample, self.tasks)
+        sample = random_scale(sample, float(rng.uniform(*self.scale_range)))
+
+        # The crop rule looks at semseg only where semseg is labelled for this sample.
+        semseg_labelled = "semseg" in self.tasks and task_mask[self.tasks.index("semseg")]
+        top, left = choose_crop(sample["image"].shape[:2], self.size, rng,
+                                semseg=sample["semseg"] if semseg_labelled else None,
+                                max_ratio=self.max_class_ratio, tries=self.crop_tries)
+        crop_h, crop_w = self.size
+        sample = {key: (value[top:top + crop_h, left:left + crop_w] if key not in ("meta", "task_mask") else value)
+                  for key, value in sample.items()}
+
+        if rng.random() < self.flip_prob:
+            sample = hflip(sample)
+        sample["image"] = photometric_jitter(sample["image"], rng, self.jitter_prob)
+        return pad_and_tensorize(sample, self.tasks, self.size, task_mask)
+
+
+class ValTransform:
+    """Validation: normalise and pad bottom/right to `size`; larger images are an error."""
+
+    def __init__(self, tasks, size):
+        self.tasks = list(tasks)
+        self.size = tuple(size)
+
+    def check_size(self, height, width, image_id):
+        if height > self.size[0] or width > self.size[1]:
+            raise DataError(f"validation image '{image_id}' is {height}x{width}, larger than val_size "
+                            f"{self.size[0]}x{self.size[1]}; raise val_size in the config")
+
+    def __call__(self, sample):
+        self.check_size(*sample["image"].shape[:2], sample["meta"]["id"])
+        return pad_and_tensorize(sample, self.tasks, self.size, _task_mask(sample, self.tasks))

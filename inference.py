@@ -1,0 +1,243 @@
+"""Predict every task for images of any size and write PNGs plus an overview figure.
+
+    python inference.py --config_path configs/pascal/X.yml --ckp_path best.pth \
+        --image_path photos/ --save_dir predictions/
+
+`--image_path` is an image file, a folder (its image files, not recursive) or a glob.
+Each image is resized to fit `val_size` (aspect ratio kept), padded bottom/right, run
+through the model; the raw outputs are cropped to the image region and resized back to
+the original size *before* argmax / activation. Outputs per image `<name>`:
+`<save_dir>/<task>/<name>.png` (see `utils.visualization.write_prediction`),
+`<save_dir>/depth_mm/<name>.png` (16-bit millimetres, depth only) and
+`<save_dir>/overview/<name>.png`. Unreadable images are reported and skipped (exit 1);
+a bad config or checkpoint is one line on stderr (exit 2).
+"""
+import argparse
+import glob
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from data.transforms import normalize
+from evaluation.postprocess import activate
+from models import build_model
+from utils.checkpoint import load_checkpoint, load_model_state
+from utils.config import load_config
+from utils.errors import DiffusionMTLError, ImageReadError
+from utils.visualization import CLASS_NAMES, make_overview, write_prediction
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
+# Inference needs no dataset and no backbone initialisation (the checkpoint has every weight).
+INFERENCE_OPTS = ["db_root=.", "backbone_kwargs.pretrained="]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def find_images(image_path):
+    """An image file, a folder's image files or a glob's files -> sorted list of paths."""
+    if os.path.isfile(image_path):
+        return [image_path]
+    if os.path.isdir(image_path):
+        names = sorted(os.listdir(image_path))
+        return [os.path.join(image_path, n) for n in names
+                if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(image_path, n))]
+    paths = sorted(p for p in glob.glob(image_path, recursive=True) if os.path.isfile(p))
+    if not paths:
+        raise ImageReadError(f"no image file, folder or glob match at: {image_path}")
+    return paths
+
+
+def output_names(paths):
+    """File stems, made unique (a.jpg + a.png, or dir1/a.jpg + dir2/a.jpg) so nothing is overwritten."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    root = os.path.commonpath([os.path.abspath(p) for p in paths])
+    root = root if len(paths) > 1 else os.path.dirname(root)
+    clashing = {s for s in stems if stems.count(s) > 1}
+    names = []
+    for path, stem in zip(paths, stems):
+        if stem in clashing:
+            relative = os.path.relpath(os.path.abspath(path), root)
+            stem = relative.replace(os.sep, "__").replace(".", "_")
+        names.append(stem)
+    return names
+
+
+def _to_uint8(array, full_scale):
+    """Integer / float grey levels -> uint8; full-range data is scaled, not clipped."""
+    array = array.astype(np.float64)
+    if full_scale is None:  # unknown range: stretch what is there
+        low, high = float(array.min()), float(array.max())
+        full_scale, array = max(high - low, 1e-12), array - low
+    return np.round(np.clip(array / full_scale, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def read_image(path):
+    """Any still image -> uint8 (H, W, 3) RGB, upright (EXIF orientation applied).
+
+    16-bit grey levels are scaled by 255/65535; transparency is composited on white;
+    grey and palette images are expanded to RGB. Raises ImageReadError with the reason.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except Exception as err:  # decoders raise many types (OSError, SyntaxError, ValueError, ...)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ImageReadError(f"{path}: cannot read image ({reason})") from None
+    if image.mode.startswith("I;16"):
+        gray = _to_uint8(np.asarray(image), 65535.0)
+    elif image.mode == "I":
+        values = np.asarray(image)
+        gray = _to_uint8(values, 65535.0 if values.min() >= 0 and values.max() <= 65535 else None)
+    elif image.mode == "F":
+        values = np.nan_to_num(np.asarray(image))
+        gray = _to_uint8(values, 1.0 if values.min() >= 0 and values.max() <= 1 else None)
+    else:
+        has_alpha = "A" in image.getbands() or "transparency" in image.info
+        if has_alpha:
+            rgba = image.convert("RGBA")
+            image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image.alpha_composite(rgba)
+        return np.asarray(image.convert("RGB"))
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def fit_size(height, width, target):
+    """Size (h, w) of the image resized to fit inside `target`, aspect ratio kept."""
+    scale = min(target[0] / height, target[1] / width)
+    return max(1, min(target[0], round(height * scale))), max(1, min(target[1], round(width * scale)))
+
+
+def prepare(image, target):
+    """uint8 (H, W, 3) -> ImageNet-normalised (3, *target) tensor, padded bottom/right, and the resized size."""
+    height, width = fit_size(*image.shape[:2], target)
+    shrinking = height < image.shape[0]
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    canvas = np.zeros((3,) + tuple(target), np.float32)  # 0 = the mean colour after normalisation
+    canvas[:, :height, :width] = normalize(resized)
+    return torch.from_numpy(canvas), (height, width)
+
+
+# ----------------------------------------------------------------------------- model
+
+def load_model(cfg, ckp_path, device):
+    """Build the model of `cfg` and load `ckp_path` strictly (CheckpointError on mismatch)."""
+    state = load_checkpoint(ckp_path)
+    model = build_model(cfg)
+    load_model_state(model, state["model"], source=ckp_path)
+    return model.to(device).eval()
+
+
+@torch.inference_mode()
+def predict(model, cfg, images, device):
+    """uint8 (H, W, 3) images -> one dict per image: task -> activated numpy prediction at (H, W)."""
+    batch, sizes = zip(*(prepare(image, cfg.val_size) for image in images))
+    outputs = model(torch.stack(batch).to(device))["final"]  # task -> (B, C, *val_size)
+    predictions = []
+    for index, (image, (height, width)) in enumerate(zip(images, sizes)):
+        per_task = {}
+        for task in cfg.TASKS.NAMES:
+            raw = outputs[task][index:index + 1, :, :height, :width].float()  # padding cropped away
+            raw = F.interpolate(raw, size=image.shape[:2], mode="bilinear", align_corners=False)
+            per_task[task] = activate(task, raw)[0].cpu().numpy()
+        predictions.append(per_task)
+    return predictions
+
+
+def save_outputs(save_dir, name, image, predictions, class_names):
+    """Write every task's PNG and the overview figure of one image."""
+    for task, prediction in predictions.items():
+        write_prediction(save_dir, task, name, prediction)
+    overview_dir = os.path.join(save_dir, "overview")
+    os.makedirs(overview_dir, exist_ok=True)
+    Image.fromarray(make_overview(image, predictions, class_names)).save(os.path.join(overview_dir, f"{name}.png"))
+
+
+def run(model, cfg, paths, save_dir, device, batch_size=1, progress=True):
+    """Predict and save every path; unreadable images are reported and skipped.
+
+    Returns (number of images written, list of error messages).
+    """
+    class_names = CLASS_NAMES[cfg.val_db_name]
+    failures, written, pending = [], 0, []
+
+    def flush():
+        nonlocal written
+        names, images = zip(*pending)
+        for name, image, predictions in zip(names, images, predict(model, cfg, images, device)):
+            save_outputs(save_dir, name, image, predictions, class_names)
+        written += len(pending)
+        pending.clear()
+
+    with tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr) as bar:
+        for path, name in zip(paths, output_names(paths)):
+            try:
+                pending.append((name, read_image(path)))
+            except ImageReadError as err:
+                failures.append(str(err))
+                tqdm.write(f"skipped {err}", file=sys.stderr)
+            if len(pending) == batch_size:
+                flush()
+            bar.update(1)
+        if pending:
+            flush()
+    return written, failures
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config_path", required=True, help="the training config (YAML)")
+    parser.add_argument("--ckp_path", required=True, help="checkpoint with a 'model' state dict")
+    parser.add_argument("--image_path", required=True, help="an image file, a folder or a glob (quote it)")
+    parser.add_argument("--save_dir", required=True, help="output folder")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="default: cuda when available, else cpu")
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--opts", nargs="*", default=[], help="config overrides key=value")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch_size must be >= 1")
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available on this machine")
+    return args
+
+
+def main(argv=None):
+    """Returns the exit status: 0 all written, 1 some images unreadable, 2 unusable setup."""
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config_path, opts=INFERENCE_OPTS + list(args.opts))
+        paths = find_images(args.image_path)
+        model = load_model(cfg, args.ckp_path, torch.device(args.device))
+        start = time.perf_counter()
+        written, failures = run(model, cfg, paths, args.save_dir, torch.device(args.device),
+                                args.batch_size, progress=not args.no_progress)
+    except DiffusionMTLError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - start
+    print(f"{written} images in {elapsed:.1f} s ({written / max(elapsed, 1e-9):.2f} images/s) -> {args.save_dir}")
+    if failures:
+        print(f"{len(failures)} of {len(paths)} images could not be read:", file=sys.stderr)
+        for message in failures:
+            print(f"  {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Colours, class names and figures for predictions: the one palette module.
+
+TensorBoard images during training and the files written by `inference.py` both use
+`colorize()`, so a class has the same colour everywhere. Inputs are single *activated*
+predictions (`evaluation.postprocess.activate` output for one image, numpy or torch):
+semseg / human_parts int (H, W); sal / edge probabilities (H, W); normals (3, H, W)
+unit vectors; depth (H, W) metres. Ground-truth maps work too: 255 is shown in the
+ignore colour.
+"""
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from utils.tasks import IGNORE_INDEX, ordered_tasks
+
+
+def _voc_palette(num=256):
+    """The PASCAL VOC colour map: the bits of the class id spread over R, G and B."""
+    palette = np.zeros((num, 3), dtype=np.uint8)
+    for index in range(num):
+        code, rgb = index, [0, 0, 0]
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((code >> channel) & 1) << shift
+            code >>= 3
+        palette[index] = rgb
+    return palette
+
+
+VOC_PALETTE = _voc_palette()  # (256, 3) uint8; 255 (ignore) is (224, 224, 192)
+IGNORE_COLOR = tuple(int(v) for v in VOC_PALETTE[IGNORE_INDEX])
+
+# Human parts: background black, then six colours that are far apart in hue, so
+# adjacent parts (upper / lower arm) never look alike.
+PARTS_PALETTE = np.zeros((256, 3), dtype=np.uint8)
+PARTS_PALETTE[:7] = [
+    (0, 0, 0),  # background
+    (230, 25, 75),  # head
+    (60, 180, 75),  # torso
+    (255, 225, 25),  # upper arms
+    (0, 130, 200),  # lower arms
+    (245, 130, 48),  # upper legs
+    (145, 30, 180),  # lower legs
+]
+PARTS_PALETTE[IGNORE_INDEX] = IGNORE_COLOR
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)
+PARTS_CLASSES = ("background", "head", "torso", "upper arms", "lower arms", "upper legs", "lower legs")
+# The standard NYUv2 40-class list (Gupta et al., CVPR 2013), label ids 1..40 stored as 0..39.
+NYUD40_CLASSES = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
+    "bookshelf", "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser",
+    "pillow", "mirror", "floor mat", "clothes", "ceiling", "books", "refrigerator",
+    "television", "paper", "towel", "shower curtain", "box", "whiteboard", "person",
+    "night stand", "toilet", "sink", "lamp", "bathtub", "bag", "otherstructure",
+    "otherfurniture", "otherprop",
+)
+# The NYUv2 13-class list used by MTAN / MTPSL (Couprie et al. 2013), labels 0..12.
+NYUD13_CLASSES = (
+    "bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "picture",
+    "sofa", "table", "tv", "wall", "window",
+)
+CLASS_NAMES = {
+    "PASCALContext": {"semseg": VOC_CLASSES, "human_parts": PARTS_CLASSES},
+    "NYUD": {"semseg": NYUD40_CLASSES},
+    "NYUD_MTAN": {"semseg": NYUD13_CLASSES},
+}
+PALETTES = {"semseg": VOC_PALETTE, "human_parts": PARTS_PALETTE}
+TASK_TITLES = {
+    "semseg": "semantic segmentation", "human_parts": "human parts", "sal": "saliency",
+    "depth": "depth", "normals": "surface normals", "edge": "boundaries",
+}
+
+
+def _depth_colormap():
+    """256-entry LUT interpolated from nine samples of the viridis colour map."""
+    anchors = np.array([
+        (68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
+        (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37),
+    ], dtype=np.float64)
+    positions = np.linspace(0.0, 1.0, len(anchors))
+    ramp = np.linspace(0.0, 1.0, 256)
+    lut = np.stack([np.interp(ramp, positions, anchors[:, c]) for c in range(3)], axis=1)
+    return np.round(lut).astype(np.uint8)
+
+
+DEPTH_CMAP = _depth_colormap()  # (256, 3) uint8; index 255 = near (bright), 0 = far (dark)
+MISSING_DEPTH_COLOR = (0, 0, 0)
+
+
+def _to_numpy(prediction):
+    if hasattr(prediction, "detach"):
+        prediction = prediction.detach().float().cpu().numpy() if prediction.is_floating_point() \
+            else prediction.detach().cpu().numpy()
+    return np.asarray(prediction)
+
+
+def depth_limits(depth):
+    """(near, far) in metres over the valid (finite, > 0, not ignore) pixels; None if none."""
+    depth = _to_numpy(depth)
+    valid = depth[np.isfinite(depth) & (depth > 0) & (depth != IGNORE_INDEX)]
+    if valid.size == 0:
+        return None
+    return float(valid.min()), float(valid.max())
+
+
+def probability_to_uint8(probability):
+    """Probabilities in [0, 1] -> uint8 (H, W) grey levels; out-of-range values are clipped."""
+    probability = _to_numpy(probability).astype(np.float64)
+    return np.round(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def normals_to_uint8(normals):
+    """Unit normals (3, H, W) in [-1, 1] -> uint8 (H, W, 3) as (n + 1) / 2 * 255."""
+    normals = _to_numpy(normals).astype(np.float64).transpose(1, 2, 0)
+    return np.round(np.clip((normals + 1.0) / 2.0, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def colorize(task, prediction, depth_range=None):
+    """One activated prediction (or ground-truth map) -> uint8 (H, W, 3) RGB.
+
+    `depth_range` = (near, far) metres fixes the depth colour scale (e.g. to compare
+    images); by default each map is scaled to its own valid range.
+    """
+    prediction = _to_numpy(prediction)
+    if task in PALETTES:
+        labels = prediction.astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() > 255):
+            raise ValueError(f"{task}: class ids must be in 0..255, got {labels.min()}..{labels.max()}")
+        return PALETTES[task][labels]
+    if task in ("sal", "edge"):
+        ignore = prediction == IGNORE_INDEX
+        rgb = np.repeat(probability_to_uint8(prediction)[..., None], 3, axis=2)
+        rgb[ignore] = IGNORE_COLOR
+        return rgb
+    if task == "normals":
+        ignore = np.all(prediction == IGNORE_INDEX, axis=0)
+        rgb = normals_to_uint8(prediction)
+        rgb[ignore] = IGNORE_COLOR
+        return rgb
+    if task == "depth":
+        depth = prediction.astype(np.float64)
+        valid = np.isfinite(depth) & (depth > 0) & (depth != IGNORE_INDEX)
+        limits = depth_range or depth_limits(depth)
+        rgb = np.empty(depth.shape + (3,), dtype=np.uint8)
+        rgb[:] = MISSING_DEPTH_COLOR
+        if limits is not None:
+            near, far = limits
+            scaled = (far - np.where(valid, depth, far)) / max(far - near, 1e-6)  # near -> 1
+            index = np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.int64)
+            rgb[valid] = DEPTH_CMAP[index[valid]]
+        return rgb
+    raise ValueError(f"unknown task '{task}'")
+
+
+def write_prediction(save_dir, task, name, prediction):
+    """Write one activated prediction as `save_dir/<task>/<name>.png`.
+
+    semseg / human_parts: palette PNGs whose pixel values are the class ids;
+    sal / edge: 8-bit grey probabilities; normals: RGB (n + 1) / 2 * 255;
+    depth: a colour-mapped PNG plus `save_dir/depth_mm/<name>.png`, 16-bit millimetres
+    (0 = invalid, clipped at 65.535 m). Returns the written paths.
+    """
+    paths = [os.path.join(save_dir, task, f"{name}.png")]
+    prediction = _to_numpy(prediction)
+    if task in PALETTES:
+        image = Image.fromarray(prediction.astype(np.uint8))  # "L"; putpalette makes it "P"
+        image.putpalette(PALETTES[task].reshape(-1).tolist())
+        images = [image]
+    elif task in ("sal", "edge"):
+        images = [Image.fromarray(probability_to_uint8(prediction))]
+    elif task == "normals":
+        images = [Image.fromarray(normals_to_uint8(prediction))]
+    elif task == "depth":
+        millimetres = np.nan_to_num(prediction.astype(np.float64) * 1000.0, nan=0.0, posinf=0.0)
+        millimetres = np.round(np.clip(millimetres, 0.0, 65535.0)).astype(np.uint16)
+        images = [Image.fromarray(colorize(task, prediction)), Image.fromarray(millimetres)]
+        paths.append(os.path.join(save_dir, "depth_mm", f"{name}.png"))
+    else:
+        raise ValueError(f"unknown task '{task}'")
+    for image, path in zip(images, paths):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        image.save(path)
+    return paths
+
+
+# ----------------------------------------------------------------------------- overview
+
+_FONT = ImageFont.load_default()
+_LINE = _FONT.getbbox("Ag")[3] + 4  # text line height in pixels
+_PAD = 6
+_SWATCH = _LINE - 4
+_MIN_COLUMN = 150  # legends need this much width even for tall, narrow images
+_MAX_LEGEND = 12  # classes listed per task, largest area first
+
+
+def _fit_text(draw, text, width):
+    """Shorten `text` with an ellipsis until it fits `width` pixels."""
+    if draw.textlength(text, font=_FONT) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=_FONT) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _legend(task, prediction, names):
+    """Legend entries: list of (colour or None, text)."""
+    if task in PALETTES:
+        labels = _to_numpy(prediction).astype(np.int64).reshape(-1)
+        labels = labels[labels != IGNORE_INDEX]
+        counts = np.bincount(labels, minlength=1)
+        present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+        entries = []
+        for class_id in present[:_MAX_LEGEND]:
+            name = names[class_id] if names is not None and class_id < len(names) else f"class {class_id}"
+            share = 100.0 * counts[class_id] / max(labels.size, 1)
+            entries.append((tuple(int(v) for v in PALETTES[task][class_id]), f"{name} {share:.1f}%"))
+        if len(present) > _MAX_LEGEND:
+            entries.append((None, f"+{len(present) - _MAX_LEGEND} more"))
+        return entries
+    if task == "depth":
+        limits = depth_limits(prediction)
+        if limits is None:
+            return [(None, "no valid depth")]
+        return [(tuple(int(v) for v in DEPTH_CMAP[255]), f"near {limits[0]:.2f} m"),
+                (tuple(int(v) for v in DEPTH_CMAP[0]), f"far {limits[1]:.2f} m")]
+    if task in ("sal", "edge"):
+        return [((255, 255, 255), "probability 1"), ((0, 0, 0), "probability 0")]
+    if task == "normals":
+        return [(None, "RGB = (n + 1) / 2")]
+    return []
+
+
+def _resize(rgb, height, nearest):
+    width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
+    method = Image.NEAREST if nearest else Image.BILINEAR
+    return Image.fromarray(rgb).resize((width, height), method)
+
+
+def make_overview(image, predictions, class_names=None, tile_height=240):
+    """The input and every task side by side, titled, with a legend under each tile.
+
+    image: uint8 (H, W, 3); predictions: task -> one activated prediction of that image;
+    class_names: task -> class-name list (e.g. `CLASS_NAMES[dataset]`) for the legends
+    of semseg / human_parts. Returns uint8 (H', W', 3).
+    """
+    class_names = class_names or {}
+    tasks = ordered_tasks(predictions)
+    tiles = [("input", _resize(np.asarray(image, dtype=np.uint8), tile_height, nearest=False), [])]
+    for task in tasks:
+        rgb = colorize(task, predictions[task])
+        tiles.append((TASK_TITLES[task], _resize(rgb, tile_height, nearest=task in PALETTES),
+                      _legend(task, predictions[task], class_names.get(task))))
+    widths = [max(tile.width, _MIN_COLUMN) for _, tile, _ in tiles]
+    legend_lines = max(len(entries) for _, _, entries in tiles)
+    width = sum(widths) + _PAD * (len(tiles) + 1)
+    height = _PAD + _LINE + tile_height + _PAD + legend_lines * _LINE + _PAD
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    left = _PAD
+    for (title, tile, entries), column in zip(tiles, widths):
+        draw.text((left, _PAD), _fit_text(draw, title, column), fill=(0, 0, 0), font=_FONT)
+        top = _PAD + _LINE
+        canvas.paste(tile, (left + (column - tile.width) // 2, top))
+        top += tile_height + _PAD
+        for colour, text in entries:
+            x = left
+            if colour is not None:
+                draw.rectangle([x, top + 1, x + _SWATCH - 1, top + _SWATCH], fill=colour, outline=(0, 0, 0))
+                x += _SWATCH + 4
+            draw.text((x, top), _fit_text(draw, text, column - (x - left)), fill=(0, 0, 0), font=_FONT)
+            top += _LINE
+        left += column + _PAD
+    return np.asarray(canvas)
