@@ -45,12 +45,13 @@ def find_images(image_path):
     if os.path.isfile(image_path):
         return [image_path]
     if os.path.isdir(image_path):
-        names = sorted(os.listdir(image_path))
-        return [os.path.join(image_path, n) for n in names
-                if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(image_path, n))]
-    paths = sorted(p for p in glob.glob(image_path, recursive=True) if os.path.isfile(p))
+        paths = [os.path.join(image_path, n) for n in sorted(os.listdir(image_path))
+                 if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(image_path, n))]
+    else:
+        paths = sorted(p for p in glob.glob(image_path, recursive=True) if os.path.isfile(p))
     if not paths:
-        raise ImageReadError(f"no image file, folder or glob match at: {image_path}")
+        raise ImageReadError(f"no image files at {image_path} (a file, a folder or a glob; "
+                             f"folders are searched for {', '.join(IMAGE_EXTENSIONS)})")
     return paths
 
 
@@ -60,7 +61,6 @@ def output_names(paths):
     if len(set(stems)) == len(stems):
         return stems
     root = os.path.commonpath([os.path.abspath(p) for p in paths])
-    root = root if len(paths) > 1 else os.path.dirname(root)
     clashing = {s for s in stems if stems.count(s) > 1}
     names = []
     for path, stem in zip(paths, stems):
@@ -80,6 +80,25 @@ def _to_uint8(array, full_scale):
     return np.round(np.clip(array / full_scale, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def _to_rgb(image):
+    """A decoded PIL image of any mode -> uint8 (H, W, 3)."""
+    if image.mode.startswith("I;16"):
+        gray = _to_uint8(np.asarray(image), 65535.0)
+    elif image.mode == "I":  # 32-bit integers, usually 16-bit data
+        values = np.asarray(image)
+        gray = _to_uint8(values, 65535.0 if values.min() >= 0 and values.max() <= 65535 else None)
+    elif image.mode == "F":
+        values = np.nan_to_num(np.asarray(image))
+        gray = _to_uint8(values, 1.0 if values.min() >= 0 and values.max() <= 1 else None)
+    else:
+        if "A" in image.getbands() or "transparency" in image.info:
+            rgba = image.convert("RGBA")
+            image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image.alpha_composite(rgba)
+        return np.asarray(image.convert("RGB"))
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
 def read_image(path):
     """Any still image -> uint8 (H, W, 3) RGB, upright (EXIF orientation applied).
 
@@ -89,26 +108,10 @@ def read_image(path):
     try:
         with Image.open(path) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)
+            return _to_rgb(ImageOps.exif_transpose(image))
     except Exception as err:  # decoders raise many types (OSError, SyntaxError, ValueError, ...)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ImageReadError(f"{path}: cannot read image ({reason})") from None
-    if image.mode.startswith("I;16"):
-        gray = _to_uint8(np.asarray(image), 65535.0)
-    elif image.mode == "I":
-        values = np.asarray(image)
-        gray = _to_uint8(values, 65535.0 if values.min() >= 0 and values.max() <= 65535 else None)
-    elif image.mode == "F":
-        values = np.nan_to_num(np.asarray(image))
-        gray = _to_uint8(values, 1.0 if values.min() >= 0 and values.max() <= 1 else None)
-    else:
-        has_alpha = "A" in image.getbands() or "transparency" in image.info
-        if has_alpha:
-            rgba = image.convert("RGBA")
-            image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image.alpha_composite(rgba)
-        return np.asarray(image.convert("RGB"))
-    return np.repeat(gray[..., None], 3, axis=2)
 
 
 def fit_size(height, width, target):
@@ -232,9 +235,7 @@ def main(argv=None):
     elapsed = time.perf_counter() - start
     print(f"{written} images in {elapsed:.1f} s ({written / max(elapsed, 1e-9):.2f} images/s) -> {args.save_dir}")
     if failures:
-        print(f"{len(failures)} of {len(paths)} images could not be read:", file=sys.stderr)
-        for message in failures:
-            print(f"  {message}", file=sys.stderr)
+        print(f"{len(failures)} of {len(paths)} images could not be read (reasons above)", file=sys.stderr)
         return 1
     return 0
 

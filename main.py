@@ -15,6 +15,7 @@ import random
 import sys
 import time
 
+import cv2
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from data import build_dataset
 from evaluation import best_score, build_evaluator, format_table
+from evaluation.export import save_prediction_png
 from evaluation.postprocess import activate
 from losses import build_loss
 from models import build_model
@@ -31,7 +33,7 @@ from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from utils.config import load_config
 from utils.errors import CheckpointError, DiffusionMTLError
 from utils.logger import setup_logger
-from utils.visualization import colorize, save_prediction_png
+from utils.visualization import colorize
 
 
 class TrainingDiverged(DiffusionMTLError):
@@ -102,10 +104,14 @@ def build_scheduler(cfg, optimizer, total_iters):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: max(0.0, 1.0 - it / total_iters) ** power)
 
 
+def _worker_init(_):
+    cv2.setNumThreads(0)  # OpenCV's own thread pool in every loader worker oversubscribes the CPU
+
+
 def make_val_loader(cfg, dataset):
     sampler = dist_utils.ShardSampler(len(dataset))
     return DataLoader(dataset, batch_size=cfg.valBatch, sampler=sampler, num_workers=cfg.nworkers,
-                      pin_memory=torch.cuda.is_available(), drop_last=False)
+                      pin_memory=torch.cuda.is_available(), drop_last=False, worker_init_fn=_worker_init)
 
 
 def to_device(batch, device):
@@ -181,8 +187,7 @@ def train(cfg, args, device, logger):
     val_set = build_dataset(cfg, "val")
     sampler = dist_utils.ResumableDistributedSampler(len(train_set), cfg.trBatch, cfg.seed)
     train_loader = DataLoader(train_set, batch_size=cfg.trBatch, sampler=sampler, num_workers=cfg.nworkers,
-                              pin_memory=device.type == "cuda", drop_last=True,
-                              persistent_workers=False)
+                              pin_memory=device.type == "cuda", drop_last=True, worker_init_fn=_worker_init)
     val_loader = make_val_loader(cfg, val_set)
     iters_per_epoch = sampler.batches_per_epoch
     total_iters = cfg.max_iter or cfg.epochs * iters_per_epoch

@@ -1,10 +1,11 @@
 """Raw numpy samples -> training / validation tensors (docs/conventions.md).
 
 Training (SPEC section 3): random scale 0.5-2 (depth divided by the scale), random crop
-to `train_size` retried while one semseg class covers > 75% of it, horizontal flip
-(normal x negated), photometric jitter, ImageNet normalisation, padding bottom/right
-with 255 (the image with 0 after normalisation, i.e. the mean colour).
+to `train_size` redrawn (up to 10 windows) while one semseg class covers > 75% of it,
+horizontal flip (normal x negated), photometric jitter, ImageNet normalisation, padding
+bottom/right with 255 (the image with 0 after normalisation, i.e. the mean colour).
 Validation: normalisation and padding bottom/right to `val_size`, never resizing.
+Either way `meta["size"]` is the unpadded extent, so `[:size[0], :size[1]]` is the content.
 
 Randomness: every draw comes from a `numpy.random.Generator`. `TrainTransform(sample)`
 without one seeds a fresh Generator from torch's global generator (`torch.randint`).
@@ -173,7 +174,8 @@ class TrainTransform:
                                 semseg=sample["semseg"] if semseg_labelled else None,
                                 max_ratio=self.max_class_ratio, tries=self.crop_tries)
         crop_h, crop_w = self.size
-        sample = {key: (value[top:top + crop_h, left:left + crop_w] if key not in ("meta", "task_mask") else value)
+        window = (slice(top, top + crop_h), slice(left, left + crop_w))
+        sample = {key: (value if key in ("meta", "task_mask") else value[window])
                   for key, value in sample.items()}
 
         if rng.random() < self.flip_prob:

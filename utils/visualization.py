@@ -12,6 +12,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from evaluation.export import prediction_to_png_array
 from utils.tasks import IGNORE_INDEX, ordered_tasks
 
 
@@ -94,9 +95,9 @@ MISSING_DEPTH_COLOR = (0, 0, 0)
 
 
 def _to_numpy(prediction):
-    if hasattr(prediction, "detach"):
-        prediction = prediction.detach().float().cpu().numpy() if prediction.is_floating_point() \
-            else prediction.detach().cpu().numpy()
+    if hasattr(prediction, "detach"):  # a torch tensor, possibly on the GPU or in bf16
+        prediction = prediction.detach().cpu()
+        prediction = (prediction.float() if prediction.is_floating_point() else prediction).numpy()
     return np.asarray(prediction)
 
 
@@ -107,18 +108,6 @@ def depth_limits(depth):
     if valid.size == 0:
         return None
     return float(valid.min()), float(valid.max())
-
-
-def probability_to_uint8(probability):
-    """Probabilities in [0, 1] -> uint8 (H, W) grey levels; out-of-range values are clipped."""
-    probability = _to_numpy(probability).astype(np.float64)
-    return np.round(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def normals_to_uint8(normals):
-    """Unit normals (3, H, W) in [-1, 1] -> uint8 (H, W, 3) as (n + 1) / 2 * 255."""
-    normals = _to_numpy(normals).astype(np.float64).transpose(1, 2, 0)
-    return np.round(np.clip((normals + 1.0) / 2.0, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def colorize(task, prediction, depth_range=None):
@@ -135,12 +124,12 @@ def colorize(task, prediction, depth_range=None):
         return PALETTES[task][labels]
     if task in ("sal", "edge"):
         ignore = prediction == IGNORE_INDEX
-        rgb = np.repeat(probability_to_uint8(prediction)[..., None], 3, axis=2)
+        rgb = np.repeat(prediction_to_png_array(task, prediction)[..., None], 3, axis=2)
         rgb[ignore] = IGNORE_COLOR
         return rgb
     if task == "normals":
         ignore = np.all(prediction == IGNORE_INDEX, axis=0)
-        rgb = normals_to_uint8(prediction)
+        rgb = prediction_to_png_array(task, prediction)
         rgb[ignore] = IGNORE_COLOR
         return rgb
     if task == "depth":
@@ -161,28 +150,26 @@ def colorize(task, prediction, depth_range=None):
 def write_prediction(save_dir, task, name, prediction):
     """Write one activated prediction as `save_dir/<task>/<name>.png`.
 
-    semseg / human_parts: palette PNGs whose pixel values are the class ids;
-    sal / edge: 8-bit grey probabilities; normals: RGB (n + 1) / 2 * 255;
-    depth: a colour-mapped PNG plus `save_dir/depth_mm/<name>.png`, 16-bit millimetres
-    (0 = invalid, clipped at 65.535 m). Returns the written paths.
+    The stored values are those of `evaluation.export` (so offline evaluation can read
+    these files), viewable as they are: semseg / human_parts are palette PNGs whose
+    pixel values are the class ids; sal / edge 8-bit grey probabilities; normals RGB
+    (n + 1) / 2 * 255; depth is colour-mapped, and its values go to
+    `save_dir/depth_mm/<name>.png` as 16-bit millimetres (0 = invalid, clipped at
+    65.535 m). Returns the written paths.
     """
+    if task not in TASK_TITLES:
+        raise ValueError(f"unknown task '{task}'")
     paths = [os.path.join(save_dir, task, f"{name}.png")]
     prediction = _to_numpy(prediction)
+    values = Image.fromarray(prediction_to_png_array(task, prediction))
     if task in PALETTES:
-        image = Image.fromarray(prediction.astype(np.uint8))  # "L"; putpalette makes it "P"
-        image.putpalette(PALETTES[task].reshape(-1).tolist())
-        images = [image]
-    elif task in ("sal", "edge"):
-        images = [Image.fromarray(probability_to_uint8(prediction))]
-    elif task == "normals":
-        images = [Image.fromarray(normals_to_uint8(prediction))]
+        values.putpalette(PALETTES[task].reshape(-1).tolist())  # "L" -> "P", values unchanged
+        images = [values]
     elif task == "depth":
-        millimetres = np.nan_to_num(prediction.astype(np.float64) * 1000.0, nan=0.0, posinf=0.0)
-        millimetres = np.round(np.clip(millimetres, 0.0, 65535.0)).astype(np.uint16)
-        images = [Image.fromarray(colorize(task, prediction)), Image.fromarray(millimetres)]
+        images = [Image.fromarray(colorize(task, prediction)), values]
         paths.append(os.path.join(save_dir, "depth_mm", f"{name}.png"))
     else:
-        raise ValueError(f"unknown task '{task}'")
+        images = [values]
     for image, path in zip(images, paths):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         image.save(path)

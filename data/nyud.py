@@ -1,0 +1,188 @@
+"""NYUD-v2 in its two layouts (SPEC section 2), decoded into the raw samples of
+docs/conventions.md:
+
+- `NYUD`: the multi-task layout of InvPT / ATRC (semseg 40 classes, depth, normals, edge);
+- `NYUDMTAN`: the MTAN .npy layout used by MTPSL's partial-label files (13 classes,
+  depth, normals), whose sample ids are the row indices of those files.
+"""
+import os
+
+import numpy as np
+
+from data.readers import (check_shape, check_tasks, first_existing, read_image, read_npy,
+                          read_split, require_dir)
+from utils.errors import DataError
+from utils.tasks import DATASET_TASKS, IGNORE_INDEX
+
+
+def _depth_2d(depth, path, sample_id):
+    """Depth stored (H, W) or (H, W, 1) -> float32 (H, W) metres."""
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2:
+        raise DataError(f"{path} (sample {sample_id!r}): depth must be (H, W) or (H, W, 1), "
+                        f"got shape {depth.shape}")
+    return depth.astype(np.float32)
+
+
+class NYUD:
+    """Multi-task layout: `root` is the NYUDv2 folder with images/, segmentation/, depth/,
+    normals/, edge/ and gt_sets/{train,val}.txt."""
+
+    NUM_CLASSES = DATASET_TASKS["NYUD"]["semseg"]
+
+    def __init__(self, root, split, tasks, transform=None):
+        require_dir(root, "NYUD root")
+        self.root = root
+        self.tasks = check_tasks("NYUD", tasks, DATASET_TASKS["NYUD"])
+        self.transform = transform
+        self.ids = read_split(os.path.join(root, "gt_sets", f"{split}.txt"))
+        # task -> decoder(sample_id, image (H, W)) -> raw target
+        self._decoders = {"semseg": self._semseg, "depth": self._depth,
+                          "normals": self._normals, "edge": self._edge}
+
+    def __len__(self):
+        return len(self.ids)
+
+    def _path(self, folder, sample_id, ext):
+        return os.path.join(self.root, folder, f"{sample_id}{ext}")
+
+    def _semseg(self, sample_id, shape):
+        """Stored as class + 1 with 0 = unlabelled; anything outside 1..40 is ignored."""
+        path = self._path("segmentation", sample_id, ".png")
+        stored = read_image(path, sample_id)
+        if stored.ndim != 2:
+            raise DataError(f"{path} (sample {sample_id!r}): expected a single-channel label PNG")
+        check_shape(stored, shape, path, sample_id)
+        stored = stored.astype(np.int64)
+        labels = np.where((stored >= 1) & (stored <= self.NUM_CLASSES), stored - 1, IGNORE_INDEX)
+        return labels.astype(np.uint8)
+
+    def _depth(self, sample_id, shape):
+        path = self._path("depth", sample_id, ".npy")
+        depth = _depth_2d(read_npy(path, sample_id), path, sample_id)
+        check_shape(depth, shape, path, sample_id)
+        return depth
+
+    def _normals(self, sample_id, shape):
+        path = self._path("normals", sample_id, ".png")
+        encoded = read_image(path, sample_id)
+        if encoded.ndim != 3 or encoded.shape[2] < 3:
+            raise DataError(f"{path} (sample {sample_id!r}): expected an RGB PNG")
+        check_shape(encoded, shape, path, sample_id)
+        return encoded[..., :3].astype(np.float32) * (2.0 / 255.0) - 1.0
+
+    def _edge(self, sample_id, shape):
+        path = self._path("edge", sample_id, ".png")
+        edge = read_image(path, sample_id)
+        if edge.ndim == 3:
+            edge = edge[..., 0]
+        check_shape(edge, shape, path, sample_id)
+        return (edge.astype(np.float32) / 255.0 > 0.5).astype(np.uint8)
+
+    def load(self, index):
+        """The raw sample, before `transform`."""
+        sample_id = self.ids[index]
+        path = first_existing([self._path("images", sample_id, ".png"),
+                               self._path("images", sample_id, ".jpg")], sample_id)
+        image = read_image(path, sample_id, mode="RGB")
+        shape = image.shape[:2]
+        sample = {"image": image}
+        for task in self.tasks:
+            sample[task] = self._decoders[task](sample_id, shape)
+        sample["meta"] = {"id": sample_id, "size": shape}
+        return sample
+
+    def __getitem__(self, index):
+        sample = self.load(index)
+        return self.transform(sample) if self.transform is not None else sample
+
+
+class NYUDMTAN:
+    """MTAN layout: `root` is the nyuv2 folder with {train,val}/{image,label,depth,normal}/
+    <index>.npy. Images are float (H, W, 3) in [0, 1] (uint8 or 0..255 floats are accepted
+    too); labels are class ids with -1 = ignore; depth 0 = invalid; normals in [-1, 1],
+    all-zero vectors marking pixels without a normal (ignored, as MTAN's metric does)."""
+
+    NUM_CLASSES = DATASET_TASKS["NYUD_MTAN"]["semseg"]
+
+    def __init__(self, root, split, tasks, transform=None):
+        require_dir(root, "NYUD (MTAN layout) root")
+        self.root = root
+        self.split = split
+        self.tasks = check_tasks("NYUD_MTAN", tasks, DATASET_TASKS["NYUD_MTAN"])
+        self.transform = transform
+        image_dir = os.path.join(root, split, "image")
+        require_dir(image_dir, f"NYUD (MTAN layout) split '{split}'")
+        stems = [name[:-4] for name in os.listdir(image_dir) if name.endswith(".npy")]
+        if not stems:
+            raise DataError(f"no .npy images in {image_dir}")
+        bad = [stem for stem in stems if not stem.isdigit()]
+        if bad:
+            raise DataError(f"{image_dir}: file name {bad[0]}.npy is not a row index")
+        self.ids = sorted(stems, key=int)
+        self._decoders = {"semseg": self._semseg, "depth": self._depth, "normals": self._normals}
+
+    def __len__(self):
+        return len(self.ids)
+
+    def _path(self, folder, sample_id):
+        return os.path.join(self.root, self.split, folder, f"{sample_id}.npy")
+
+    def _image(self, sample_id):
+        path = self._path("image", sample_id)
+        image = read_npy(path, sample_id)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise DataError(f"{path} (sample {sample_id!r}): image must be (H, W, 3), got {image.shape}")
+        if image.dtype == np.uint8:
+            return image
+        image = image.astype(np.float32)
+        if image.max(initial=0.0) <= 1.0:  # MTAN's [0, 1] floats
+            image = image * 255.0
+        return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+    def _semseg(self, sample_id, shape):
+        path = self._path("label", sample_id)
+        labels = read_npy(path, sample_id)
+        if labels.ndim == 3 and labels.shape[2] == 1:
+            labels = labels[..., 0]
+        if labels.ndim != 2:
+            raise DataError(f"{path} (sample {sample_id!r}): label must be (H, W), got {labels.shape}")
+        check_shape(labels, shape, path, sample_id)
+        labels = np.rint(labels).astype(np.int64)
+        bad = (labels < -1) | (labels >= self.NUM_CLASSES)
+        if bad.any():
+            raise DataError(f"{path} (sample {sample_id!r}): label {int(labels[bad][0])} outside "
+                            f"-1..{self.NUM_CLASSES - 1}")
+        return np.where(labels == -1, IGNORE_INDEX, labels).astype(np.uint8)
+
+    def _depth(self, sample_id, shape):
+        path = self._path("depth", sample_id)
+        depth = _depth_2d(read_npy(path, sample_id), path, sample_id)
+        check_shape(depth, shape, path, sample_id)
+        return depth
+
+    def _normals(self, sample_id, shape):
+        path = self._path("normal", sample_id)
+        normals = read_npy(path, sample_id)
+        if normals.ndim != 3 or normals.shape[2] != 3:
+            raise DataError(f"{path} (sample {sample_id!r}): normals must be (H, W, 3), got {normals.shape}")
+        check_shape(normals, shape, path, sample_id)
+        normals = normals.astype(np.float32)
+        normals[(normals == 0).all(axis=2)] = IGNORE_INDEX
+        return normals
+
+    def load(self, index):
+        """The raw sample, before `transform`."""
+        sample_id = self.ids[index]
+        image = self._image(sample_id)
+        shape = image.shape[:2]
+        sample = {"image": image}
+        for task in self.tasks:
+            sample[task] = self._decoders[task](sample_id, shape)
+        sample["meta"] = {"id": sample_id, "size": shape}
+        return sample
+
+    def __getitem__(self, index):
+        sample = self.load(index)
+        return self.transform(sample) if self.transform is not None else sample

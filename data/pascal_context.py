@@ -1,0 +1,211 @@
+"""PASCAL-Context with the five multi-task labels, read from the official layout
+(SPEC section 2) and decoded into the raw samples of docs/conventions.md."""
+import json
+import os
+import warnings
+
+import cv2
+import numpy as np
+from skimage.morphology import thin
+
+from data.readers import (check_shape, check_tasks, first_existing, read_image, read_mat,
+                          read_split, require_dir)
+from utils.errors import DataError
+from utils.tasks import DATASET_TASKS, IGNORE_INDEX
+
+DB_INFO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "db_info")
+
+# VOC class names; the index is the class id used by semseg and by `class_ind` in the
+# human-part annotations.
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
+               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
+               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+PERSON_CLASS = VOC_CLASSES.index("person")  # 15
+
+# PASCAL-Part person part names -> the 6 human-part groups (0 is background).
+PART_GROUPS = {
+    **dict.fromkeys(("head", "hair", "leye", "reye", "lear", "rear", "lebrow", "rebrow",
+                     "nose", "mouth"), 1),
+    **dict.fromkeys(("torso", "neck"), 2),
+    **dict.fromkeys(("luarm", "ruarm"), 3),
+    **dict.fromkeys(("llarm", "rlarm", "lhand", "rhand"), 4),
+    **dict.fromkeys(("luleg", "ruleg"), 5),
+    **dict.fromkeys(("llleg", "rlleg", "lfoot", "rfoot"), 6),
+}
+
+
+def load_db_info(name):
+    """One of the class-name tables shipped in data/db_info (name -> id dicts)."""
+    with open(os.path.join(DB_INFO_DIR, name), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def normals_valid_classes():
+    """Context class ids whose distilled normals are trusted: the classes NYU also labels
+    (the normals teacher was trained on NYU), minus the catch-all 'unknown', plus
+    'tvmonitor' (NYU calls it 'television'). 170 ids, as in SPEC section 2."""
+    context = load_db_info("context_classes.json")
+    nyu = load_db_info("nyu_classes.json")
+    names = ((set(context) & set(nyu)) - {"unknown"}) | {"tvmonitor"}
+    return np.array(sorted(context[name] for name in names), dtype=np.int64)
+
+
+def label_boundaries(label_map):
+    """Pixels where the Laplacian of the label map is non-zero, thinned to 1 px; uint8 {0,1}."""
+    laplacian = cv2.Laplacian(label_map.astype(np.float64), cv2.CV_64F)
+    return thin(laplacian != 0).astype(np.uint8)
+
+
+def decode_human_parts(anno, shape, path, sample_id):
+    """`anno` struct of human_parts/<id>.mat -> (H, W) uint8 map: 0 background, 1..6 part
+    groups, 255 everywhere when no person carries part labels. Person objects without
+    parts stay background, as in the public protocol; later parts overwrite earlier ones."""
+    target = np.zeros(shape, np.uint8)
+    labelled = False
+    try:
+        objects = anno[0, 0]["objects"].ravel()
+        for obj in objects:
+            if int(np.asarray(obj["class_ind"]).ravel()[0]) != PERSON_CLASS:
+                continue
+            parts = obj["parts"]
+            if parts.size == 0:
+                continue
+            labelled = True
+            for part in parts.ravel():
+                name = str(np.asarray(part["part_name"]).ravel()[0])
+                if name not in PART_GROUPS:
+                    raise DataError(f"{path} (sample {sample_id!r}): unknown person part {name!r}")
+                mask = np.asarray(part["mask"]).astype(bool)
+                check_shape(mask, shape, path, sample_id)
+                target[mask] = PART_GROUPS[name]
+    except (KeyError, IndexError, ValueError, TypeError) as err:
+        raise DataError(f"{path} (sample {sample_id!r}): unexpected 'anno' structure ({err})") from None
+    if not labelled:
+        target.fill(IGNORE_INDEX)
+    return target
+
+
+def object_classes(anno, path, sample_id):
+    """VOC class ids of the objects of a human_parts `anno` struct (the Parts cache entry)."""
+    try:
+        return [int(np.asarray(obj["class_ind"]).ravel()[0]) for obj in anno[0, 0]["objects"].ravel()]
+    except (KeyError, IndexError, ValueError, TypeError) as err:
+        raise DataError(f"{path} (sample {sample_id!r}): unexpected 'anno' structure ({err})") from None
+
+
+class PascalContext:
+    """`PascalContext(root, split, tasks)[i]` -> raw sample dict (docs/conventions.md),
+    passed through `transform` when given. `root` is the PASCALContext folder."""
+
+    def __init__(self, root, split, tasks, transform=None):
+        require_dir(root, "PASCAL-Context root")
+        self.root = root
+        self.split = split
+        self.tasks = check_tasks("PASCALContext", tasks, DATASET_TASKS["PASCALContext"])
+        self.transform = transform
+        self.ids = read_split(os.path.join(root, "ImageSets", "Context", f"{split}.txt"))
+        self._part_classes = self._parts_cache() if "human_parts" in self.tasks else None
+        self._normals_classes = normals_valid_classes() if "normals" in self.tasks else None
+        # task -> decoder(sample_id, image (H, W), LabelMap or None) -> raw target
+        self._decoders = {"semseg": self._semseg, "human_parts": self._human_parts,
+                          "sal": self._sal, "normals": self._normals, "edge": self._edge}
+
+    def __len__(self):
+        return len(self.ids)
+
+    def _path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def _parts_cache(self):
+        """ImageSets/Parts/<split>.txt: JSON dict id -> VOC class ids of the annotated objects.
+        Rebuilt from the .mat files (and written back when possible) when it is missing."""
+        path = self._path("ImageSets", "Parts", f"{self.split}.txt")
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    cache = json.load(handle)
+            except (OSError, ValueError) as err:
+                raise DataError(f"cannot read the parts cache {path}: {err}") from None
+            if not isinstance(cache, dict):
+                raise DataError(f"parts cache {path}: expected a JSON object id -> class ids")
+            return cache
+        cache = {}
+        for sample_id in self.ids:
+            mat_path = self._path("human_parts", f"{sample_id}.mat")
+            cache[sample_id] = object_classes(read_mat(mat_path, sample_id, "anno"), mat_path, sample_id)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.tmp{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(cache, handle)
+            os.replace(tmp, path)  # atomic: concurrent ranks write identical content
+        except OSError as err:
+            warnings.warn(f"could not write the parts cache {path}: {err}")
+        return cache
+
+    def _label_map(self, sample_id, shape):
+        path = self._path("pascal-context", "trainval", f"{sample_id}.mat")
+        label_map = read_mat(path, sample_id, "LabelMap")
+        if label_map.ndim != 2 or not np.issubdtype(label_map.dtype, np.number):
+            raise DataError(f"{path} (sample {sample_id!r}): LabelMap must be a 2-D numeric array")
+        check_shape(label_map, shape, path, sample_id)
+        return label_map
+
+    def _semseg(self, sample_id, shape, label_map):
+        path = first_existing([self._path("semseg", "VOC12", f"{sample_id}.png"),
+                               self._path("semseg", "pascal-context", f"{sample_id}.png")], sample_id)
+        semseg = read_image(path, sample_id)
+        if semseg.ndim != 2:
+            raise DataError(f"{path} (sample {sample_id!r}): expected a single-channel label PNG")
+        check_shape(semseg, shape, path, sample_id)
+        bad = (semseg >= len(VOC_CLASSES)) & (semseg != IGNORE_INDEX)
+        if bad.any():
+            raise DataError(f"{path} (sample {sample_id!r}): class id {int(semseg[bad][0])} "
+                            f"outside 0..{len(VOC_CLASSES) - 1} and {IGNORE_INDEX}")
+        return semseg.astype(np.uint8)
+
+    def _human_parts(self, sample_id, shape, label_map):
+        classes = self._part_classes.get(sample_id)
+        if classes is not None and PERSON_CLASS not in classes:
+            return np.full(shape, IGNORE_INDEX, np.uint8)
+        path = self._path("human_parts", f"{sample_id}.mat")
+        return decode_human_parts(read_mat(path, sample_id, "anno"), shape, path, sample_id)
+
+    def _normals(self, sample_id, shape, label_map):
+        path = self._path("normals_distill", f"{sample_id}.png")
+        encoded = read_image(path, sample_id)
+        if encoded.ndim != 3 or encoded.shape[2] < 3:
+            raise DataError(f"{path} (sample {sample_id!r}): expected an RGB PNG")
+        check_shape(encoded, shape, path, sample_id)
+        normals = encoded[..., :3].astype(np.float32) * (2.0 / 255.0) - 1.0
+        normals[~np.isin(label_map, self._normals_classes)] = IGNORE_INDEX
+        return normals
+
+    def _sal(self, sample_id, shape, label_map):
+        path = self._path("sal_distill", f"{sample_id}.png")
+        saliency = read_image(path, sample_id)
+        if saliency.ndim == 3:
+            saliency = saliency[..., 0]
+        check_shape(saliency, shape, path, sample_id)
+        return (saliency.astype(np.float32) / 255.0 > 0.5).astype(np.uint8)
+
+    def _edge(self, sample_id, shape, label_map):
+        return label_boundaries(label_map)
+
+    def load(self, index):
+        """The raw sample, before `transform`."""
+        sample_id = self.ids[index]
+        image = read_image(self._path("JPEGImages", f"{sample_id}.jpg"), sample_id, mode="RGB")
+        shape = image.shape[:2]
+        sample = {"image": image}
+        label_map = None
+        if "edge" in self.tasks or "normals" in self.tasks:
+            label_map = self._label_map(sample_id, shape)
+        for task in self.tasks:
+            sample[task] = self._decoders[task](sample_id, shape, label_map)
+        sample["meta"] = {"id": sample_id, "size": shape}
+        return sample
+
+    def __getitem__(self, index):
+        sample = self.load(index)
+        return self.transform(sample) if self.transform is not None else sample

@@ -1,0 +1,35 @@
+"""Evaluation: `build_evaluator(cfg, mode)` returns a streaming MultiTaskEvaluator."""
+from evaluation.boundary import BoundaryMeter, resolve_workers
+from evaluation.evaluator import MultiTaskEvaluator, best_score, format_table
+from evaluation.metrics import DepthMeter, NormalsMeter, SaliencyMeter, SegmentationMeter
+from evaluation.postprocess import activate
+
+MODES = ("train", "infer")
+
+
+def _boundary_meter(cfg, mode):
+    num_thresholds = cfg.eval_kwargs[f"edge_thresholds_{mode}"]
+    return BoundaryMeter(num_thresholds, cfg.edge_maxdist, cfg.ignore_index,
+                         workers=resolve_workers(cfg.eval_kwargs.edge_workers))
+
+
+# task -> fn(cfg, mode) -> meter
+_METERS = {
+    "semseg": lambda cfg, mode: SegmentationMeter(cfg.TASKS.NUM_OUTPUT["semseg"], cfg.ignore_index),
+    "human_parts": lambda cfg, mode: SegmentationMeter(cfg.TASKS.NUM_OUTPUT["human_parts"], cfg.ignore_index),
+    "sal": lambda cfg, mode: SaliencyMeter(cfg.ignore_index),
+    "normals": lambda cfg, mode: NormalsMeter(cfg.ignore_index),
+    "depth": lambda cfg, mode: DepthMeter(cfg.ignore_index),
+    "edge": _boundary_meter,
+}
+
+
+def build_evaluator(cfg, mode):
+    """Evaluator for cfg.TASKS.NAMES; `mode` ('train' / 'infer') picks the boundary thresholds."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    meters = {task: _METERS[task](cfg, mode) for task in cfg.TASKS.NAMES}
+    return MultiTaskEvaluator(meters, cfg.reference_metrics)
+
+
+__all__ = ["build_evaluator", "MultiTaskEvaluator", "activate", "best_score", "format_table"]

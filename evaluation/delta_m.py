@@ -1,0 +1,26 @@
+"""Multi-task gain Delta_m (Maninis et al. 2019; SPEC section 4).
+
+Delta_m = mean over tasks t of (-1)^{l_t} (M_t - M_ref,t) / M_ref,t * 100, with M_t the
+task's headline metric (`utils.tasks.TASK_METRIC`) and l_t = 1 when lower is better.
+"""
+from utils.tasks import TASK_METRIC
+
+
+def delta_m(metrics, reference_metrics):
+    """Delta_m (%) over the tasks of `metrics` that have a reference; None when none has.
+
+    metrics: {task: {metric: value}}; reference_metrics: the same layout (cfg.reference_metrics).
+    """
+    gains = []
+    for task, values in metrics.items():
+        if task not in TASK_METRIC:
+            continue
+        name, lower_is_better = TASK_METRIC[task]
+        reference = reference_metrics.get(task, {}).get(name)
+        if reference is None:
+            continue
+        sign = -1.0 if lower_is_better else 1.0
+        gains.append(sign * (values[name] - reference) / reference * 100)
+    if not gains:
+        return None
+    return sum(gains) / len(gains)

@@ -1,0 +1,191 @@
+"""Streaming dense-prediction metrics (SPEC section 4) whose states are sums.
+
+Every meter keeps its state as a few CPU tensors (int64 counts, float64 sums) whose
+shapes depend only on the configuration, so ranks can all-reduce them with SUM and
+`compute()` gives the metric over the whole split. `update(prediction, target, sizes)`
+takes activated predictions (`evaluation.postprocess.activate`), targets as in
+docs/conventions.md, and `sizes` (B, 2): the original (H, W) of each sample, whose
+top-left region is the only part evaluated (the rest is padding).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def image_region(sizes, height, width, device):
+    """(B, H, W) bool: True inside each sample's original [:h, :w] region."""
+    sizes = sizes.to(device)
+    rows = torch.arange(height, device=device)[None, :] < sizes[:, :1]  # (B, H)
+    cols = torch.arange(width, device=device)[None, :] < sizes[:, 1:]  # (B, W)
+    return rows[:, :, None] & cols[:, None, :]
+
+
+class SegmentationMeter:
+    """mIoU (%) from a confusion matrix accumulated over the split.
+
+    IoU_c = TP / (TP + FP + FN). Classes that appear neither in the ground truth nor in
+    the prediction anywhere in the split (TP + FP + FN = 0) have no defined IoU and are
+    left out of the mean.
+    """
+
+    def __init__(self, num_classes, ignore_index):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)  # [gt, pred]
+
+    def update(self, prediction, target, sizes):
+        # prediction, target: int64 (B, H, W)
+        valid = image_region(sizes, *target.shape[1:], target.device) & (target != self.ignore_index)
+        pairs = target[valid] * self.num_classes + prediction[valid]
+        counts = torch.bincount(pairs, minlength=self.num_classes ** 2)
+        self.confusion += counts.view(self.num_classes, self.num_classes).cpu()
+
+    def state_tensors(self):
+        return [self.confusion]
+
+    def reset(self):
+        self.confusion.zero_()
+
+    def compute(self):
+        confusion = self.confusion.double()
+        true_pos = confusion.diag()
+        union = confusion.sum(0) + confusion.sum(1) - true_pos  # TP + FP + FN
+        present = union > 0
+        if not present.any():
+            return {"mIoU": math.nan}
+        return {"mIoU": (true_pos[present] / union[present]).mean().item() * 100}
+
+
+class SaliencyMeter:
+    """maxF (%), beta^2 = 0.3, over thresholds on the foreground probability.
+
+    As in the field's saliency evaluation (ASTMT / ATRC), precision and recall are
+    computed per image at each threshold (0 where undefined: no predicted or no true
+    foreground), averaged over images, combined into F, and the best threshold is
+    taken. A pixel is foreground at threshold t when p >= t. Images without any valid
+    pixel are not counted.
+    """
+
+    BETA_SQUARED = 0.3
+
+    def __init__(self, ignore_index, thresholds=None):
+        if thresholds is None:
+            thresholds = torch.arange(1, 100, dtype=torch.float64) / 100  # 0.01 .. 0.99
+        self.thresholds = thresholds.float()
+        self.ignore_index = ignore_index
+        num_thresholds = len(self.thresholds)
+        self.precision_sum = torch.zeros(num_thresholds, dtype=torch.float64)
+        self.recall_sum = torch.zeros(num_thresholds, dtype=torch.float64)
+        self.num_images = torch.zeros(1, dtype=torch.int64)
+
+    def update(self, prediction, target, sizes):
+        # prediction: (B, H, W) foreground probability; target: int64 (B, H, W) {0, 1, ignore}
+        batch_size = target.shape[0]
+        num_bins = len(self.thresholds) + 1
+        valid = image_region(sizes, *target.shape[1:], target.device) & (target != self.ignore_index)
+        # bin k of a pixel = number of thresholds <= p; it is foreground at threshold j iff k > j
+        bins = torch.bucketize(prediction, self.thresholds.to(prediction.device), right=True)
+        bins = bins + num_bins * torch.arange(batch_size, device=bins.device)[:, None, None]
+        bins, foreground = bins[valid], (target[valid] == 1).double()
+        pixels = torch.bincount(bins, minlength=batch_size * num_bins).view(batch_size, num_bins)
+        fg_pixels = torch.bincount(bins, weights=foreground, minlength=batch_size * num_bins)
+        fg_pixels = fg_pixels.view(batch_size, num_bins)
+        # counts of pixels with bin > j, for every threshold j: (B, K)
+        predicted_pos = pixels.flip(1).cumsum(1).flip(1)[:, 1:].double()
+        true_pos = fg_pixels.flip(1).cumsum(1).flip(1)[:, 1:]
+        actual_pos = fg_pixels.sum(1, keepdim=True)
+        precision = true_pos / predicted_pos.clamp_min(1)
+        recall = true_pos / actual_pos.clamp_min(1)
+        counted = pixels.sum(1) > 0  # (B,)
+        self.precision_sum += precision[counted].sum(0).cpu()
+        self.recall_sum += recall[counted].sum(0).cpu()
+        self.num_images += int(counted.sum())
+
+    def state_tensors(self):
+        return [self.precision_sum, self.recall_sum, self.num_images]
+
+    def reset(self):
+        for tensor in self.state_tensors():
+            tensor.zero_()
+
+    def compute(self):
+        num_images = int(self.num_images)
+        if num_images == 0:
+            return {"maxF": math.nan}
+        precision = self.precision_sum / num_images
+        recall = self.recall_sum / num_images
+        denominator = self.BETA_SQUARED * precision + recall
+        f_measure = (1 + self.BETA_SQUARED) * precision * recall / denominator.clamp_min(1e-12)
+        return {"maxF": f_measure.max().item() * 100}
+
+
+class NormalsMeter:
+    """Angular error (degrees) between unit vectors, pooled over the valid pixels of the split.
+
+    A pixel is valid when no target channel is the ignore value and the target vector is
+    non-zero; both vectors are normalised and the dot product clamped to [-1, 1] before
+    acos (in float64). Reports the mean ("mErr") and the root mean square ("rmse").
+    """
+
+    def __init__(self, ignore_index):
+        self.ignore_index = ignore_index
+        self.sums = torch.zeros(2, dtype=torch.float64)  # sum of error, sum of squared error
+        self.count = torch.zeros(1, dtype=torch.int64)
+
+    def update(self, prediction, target, sizes):
+        # prediction, target: (B, 3, H, W)
+        target = target.double()
+        valid = image_region(sizes, *target.shape[2:], target.device)
+        valid &= (target != self.ignore_index).all(1) & (target.norm(dim=1) > 0)
+        cosine = (F.normalize(prediction.double(), dim=1) * F.normalize(target, dim=1)).sum(1)
+        error = torch.rad2deg(torch.acos(cosine[valid].clamp(-1.0, 1.0)))
+        self.sums += torch.stack([error.sum(), error.square().sum()]).cpu()
+        self.count += error.numel()
+
+    def state_tensors(self):
+        return [self.sums, self.count]
+
+    def reset(self):
+        for tensor in self.state_tensors():
+            tensor.zero_()
+
+    def compute(self):
+        count = int(self.count)
+        if count == 0:
+            return {"mErr": math.nan, "rmse": math.nan}
+        return {"mErr": self.sums[0].item() / count, "rmse": math.sqrt(self.sums[1].item() / count)}
+
+
+class DepthMeter:
+    """Depth RMSE and mean absolute error (metres), pooled over valid pixels of the split.
+
+    A pixel is valid when its target is > 0 (measured) and not the ignore value.
+    """
+
+    def __init__(self, ignore_index):
+        self.ignore_index = ignore_index
+        self.sums = torch.zeros(2, dtype=torch.float64)  # sum of squared error, sum of |error|
+        self.count = torch.zeros(1, dtype=torch.int64)
+
+    def update(self, prediction, target, sizes):
+        # prediction: (B, H, W) metres; target: (B, 1, H, W) metres
+        target = target[:, 0]
+        valid = image_region(sizes, *target.shape[1:], target.device)
+        valid &= (target > 0) & (target != self.ignore_index)
+        error = prediction[valid].double() - target[valid].double()
+        self.sums += torch.stack([error.square().sum(), error.abs().sum()]).cpu()
+        self.count += error.numel()
+
+    def state_tensors(self):
+        return [self.sums, self.count]
+
+    def reset(self):
+        for tensor in self.state_tensors():
+            tensor.zero_()
+
+    def compute(self):
+        count = int(self.count)
+        if count == 0:
+            return {"rmse": math.nan, "abs_err": math.nan}
+        return {"rmse": math.sqrt(self.sums[0].item() / count), "abs_err": self.sums[1].item() / count}

@@ -1,0 +1,103 @@
+"""Backbones: an image -> a list of feature maps, with their channels and strides.
+
+Every backbone exposes `out_channels` and `strides` (one entry per returned map).
+Weights are random unless `pretrained` names a local file; nothing is downloaded.
+"""
+import os
+
+import timm
+import torch
+import torchvision
+from torch import nn
+
+from utils.errors import CheckpointError, ConfigError
+
+RESNET_CHANNELS = {"resnet18": [64, 128, 256, 512], "resnet50": [256, 512, 1024, 2048]}
+VIT_NAMES = frozenset(timm.list_models(module="vision_transformer"))
+
+
+def _check_file(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"backbone_kwargs.pretrained: file not found: {path}")
+
+
+class ResNetBackbone(nn.Module):
+    """torchvision ResNet without its classifier: the 4 stages at strides 4/8/16/32."""
+
+    def __init__(self, name, pretrained=None):
+        super().__init__()
+        net = getattr(torchvision.models, name)(weights=None)
+        if pretrained:
+            _check_file(pretrained)
+            try:
+                state = torch.load(pretrained, map_location="cpu", weights_only=True)
+            except Exception as err:  # any unreadable or unsafe pickle
+                raise CheckpointError(f"{pretrained}: cannot load ResNet weights: {err}") from None
+            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+            try:
+                missing, unexpected = net.load_state_dict(state, strict=False)
+            except RuntimeError as err:  # shape mismatches
+                raise CheckpointError(f"{pretrained}: not a torchvision {name} state dict: "
+                                      f"{str(err).splitlines()[-1].strip()}") from None
+            missing = [k for k in missing if not k.startswith("fc.")]
+            if missing or unexpected:
+                raise CheckpointError(f"{pretrained}: not a torchvision {name} state dict "
+                                      f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.out_channels = RESNET_CHANNELS[name]
+        self.strides = [4, 8, 16, 32]
+
+    def forward(self, images):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        maps = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+
+class ViTBackbone(nn.Module):
+    """A timm ViT tapped at `num_taps` evenly spaced blocks, each a stride-16 map.
+
+    Any input size works: timm resamples the position embeddings (dynamic_img_size).
+    The final norm is applied to the last tap, as in the classifier's features.
+    """
+
+    def __init__(self, name, num_taps=4, pretrained=None, drop_path_rate=0.0):
+        super().__init__()
+        kwargs = {"num_classes": 0, "dynamic_img_size": True, "drop_path_rate": drop_path_rate}
+        if pretrained:
+            _check_file(pretrained)
+            # a local file only; timm's own .npz reader for the original JAX checkpoints
+            kwargs["pretrained_cfg_overlay"] = {"file": pretrained, "source": "",
+                                                "custom_load": pretrained.endswith(".npz")}
+        try:
+            self.vit = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"{pretrained}: cannot load {name} weights: {err}") from None
+        depth = len(self.vit.blocks)
+        if not 1 <= num_taps <= depth:
+            raise ConfigError(f"backbone_kwargs.num_taps must be in 1..{depth} for {name}, got {num_taps}")
+        self.taps = [round((i + 1) * depth / num_taps) - 1 for i in range(num_taps)]
+        self.vit.prune_intermediate_layers(self.taps, prune_norm=False, prune_head=True)
+        self.out_channels = [self.vit.embed_dim] * num_taps
+        self.strides = [self.vit.patch_embed.patch_size[0]] * num_taps
+
+    def forward(self, images):
+        maps = self.vit.forward_intermediates(images, indices=self.taps, norm=False,
+                                             output_fmt="NCHW", intermediates_only=True)
+        last = self.vit.norm(maps[-1].permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return maps[:-1] + [last]
+
+
+def build_backbone(name, pretrained=None, drop_path_rate=0.0, num_taps=4):
+    """ResNet-18/50 (torchvision) or any timm ViT by name (e.g. vit_small_patch16_384)."""
+    if name in RESNET_CHANNELS:
+        if drop_path_rate:
+            raise ConfigError(f"backbone_kwargs.drop_path_rate is not supported by {name}; set it to 0")
+        return ResNetBackbone(name, pretrained)
+    if name.split(".")[0] in VIT_NAMES:
+        return ViTBackbone(name, num_taps, pretrained, drop_path_rate)
+    raise ConfigError(f"unknown backbone '{name}': use one of {sorted(RESNET_CHANNELS)} "
+                      f"or a timm ViT name such as vit_small_patch16_384")

@@ -1,0 +1,151 @@
+"""The multi-task-conditioned denoiser: (noisy map, condition, t) -> x0 estimate.
+
+A plain network, unaware of noise schedules (those are in models/diffusion/). It runs on
+(sample, task) *pairs*: the noisy maps arrive grouped by task, `{task: (n_task, C, h, w)}`
+in the model's task order, and the condition tokens are stacked in the same order,
+`(N, L, D)` with N = sum of n_task. Per-task layers run once per task group; the shared
+cross-attention blocks run once over all N pairs.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_embedding(t, dim, max_period=10000):
+    """Sinusoidal embedding of timesteps t (K,) -> (K, dim), as in DiT / "Attention is all you need"."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal embedding (256) -> MLP -> embed_dim."""
+
+    def __init__(self, embed_dim, frequency_dim=256):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
+
+    def forward(self, t):
+        return self.mlp(timestep_embedding(t, self.frequency_dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden_dim):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of `queries` (N, Lq, D) over `context` (N, Lk, D)."""
+
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, queries, context):
+        n, lq, dim = queries.shape
+        heads = self.num_heads
+        q = self.q(queries).view(n, lq, heads, dim // heads).transpose(1, 2)  # (N, heads, Lq, d)
+        k, v = self.kv(context).view(n, -1, 2, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # (N, heads, Lq, d)
+        return self.proj(out.transpose(1, 2).reshape(n, lq, dim))
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-norm block: condition tokens attend to noisy-task tokens; both streams get an MLP."""
+
+    def __init__(self, dim, num_heads, mlp_ratio):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)  # queries (condition stream)
+        self.norm_kv = nn.LayerNorm(dim, eps=1e-6)  # keys/values (noisy-task stream)
+        self.attn = CrossAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, hidden)
+        self.norm2_kv = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp_kv = Mlp(dim, hidden)
+
+    def forward(self, queries, context):
+        queries = queries + self.attn(self.norm1(queries), self.norm_kv(context))
+        queries = queries + self.mlp(self.norm2(queries))
+        context = context + self.mlp_kv(self.norm2_kv(context))
+        return queries, context
+
+
+def conv_stack(dim, num_convs):
+    """1x1 conv, then `num_convs` 3x3 convs with ReLUs between them."""
+    layers = [nn.Conv2d(dim, dim, 1)]
+    for i in range(num_convs):
+        if i:
+            layers.append(nn.ReLU())
+        layers.append(nn.Conv2d(dim, dim, 3, padding=1))
+    return nn.Sequential(*layers)
+
+
+class Denoiser(nn.Module):
+    """Predicts x0 for every (sample, task) pair.
+
+    in_channels: task -> channels of the diffused map (embed_dim for feature diffusion,
+    the task's output channels for prediction diffusion). num_outputs: task -> C_task.
+    With `predicts_maps` (prediction diffusion) the output head runs at every step, since
+    x0 is a prediction map; otherwise the caller applies `head` after the last step.
+    """
+
+    def __init__(self, in_channels, num_outputs, embed_dim, depth, num_heads, mlp_ratio,
+                 token_stride, head_convs, predicts_maps):
+        super().__init__()
+        self.token_stride = token_stride
+        self.predicts_maps = predicts_maps
+        self.t_embedder = TimestepEmbedder(embed_dim)
+        self.in_layers = nn.ModuleDict({t: nn.Conv2d(c, embed_dim, 3, padding=1) for t, c in in_channels.items()})
+        self.blocks = nn.ModuleList([CrossAttentionBlock(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
+        self.out_convs = nn.ModuleDict({t: conv_stack(embed_dim, head_convs) for t in num_outputs})
+        self.heads = nn.ModuleDict({t: nn.Conv2d(embed_dim, c, 1) for t, c in num_outputs.items()})
+
+    def tokenize(self, x):
+        """(N, D, h, w) -> (N, L, D) tokens on a grid token_stride times coarser (area pooling)."""
+        h, w = x.shape[-2:]
+        grid = (math.ceil(h / self.token_stride), math.ceil(w / self.token_stride))
+        if grid != (h, w):
+            x = F.adaptive_avg_pool2d(x, grid)
+        return x.permute(0, 2, 3, 1).flatten(1, 2)
+
+    def untokenize(self, tokens, size):
+        """(N, L, D) -> (N, D, h, w), bilinear upsampling back to `size`."""
+        h, w = size
+        grid = (math.ceil(h / self.token_stride), math.ceil(w / self.token_stride))
+        x = tokens.unflatten(1, grid).permute(0, 3, 1, 2)
+        if grid != (h, w):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x
+
+    def head(self, groups):
+        """Per-task 1x1 output heads: {task: (n, D, h, w)} -> {task: (n, C_task, h, w)}."""
+        return {t: self.heads[t](x) for t, x in groups.items()}
+
+    def forward(self, noisy, condition_tokens, t):
+        """noisy: {task: (n_task, C, h, w)}; condition_tokens: (N, L, D); t: int step."""
+        timestep = torch.full((1,), t, device=condition_tokens.device)
+        t_emb = self.t_embedder(timestep)[:, :, None, None]  # (1, D, 1, 1)
+        x = torch.cat([self.in_layers[task](x) for task, x in noisy.items()]) + t_emb  # (N, D, h, w)
+        queries, context = condition_tokens, self.tokenize(x)
+        for block in self.blocks:
+            queries, context = block(queries, context)
+        x = x + self.untokenize(queries, x.shape[-2:])  # (N, D, h, w)
+        sizes = [v.shape[0] for v in noisy.values()]
+        out = {task: self.out_convs[task](chunk) for task, chunk in zip(noisy, x.split(sizes))}
+        return self.head(out) if self.predicts_maps else out

@@ -1,0 +1,107 @@
+"""Boundary ODS-F with pyEdgeEval's correspondence: tiny hand-checkable cases."""
+import numpy as np
+import pytest
+import torch
+from skimage.morphology import thin
+
+from evaluation.boundary import BoundaryMeter, bsds_thresholds, evaluate_image, ods_f
+
+
+def square_outline(size=200):
+    """A 1-px square outline (thinned once so that thinning leaves it unchanged)."""
+    low, high = size // 4, size - size // 4 - 1
+    outline = np.zeros((size, size), dtype=bool)
+    outline[low:high, low] = outline[low:high, high - 1] = True
+    outline[low, low:high] = outline[high - 1, low:high] = True
+    return thin(outline)
+
+
+def ods(probability, boundary, num_thresholds=9, max_dist=0.0075):
+    counts = evaluate_image(probability.astype(np.float32), boundary, bsds_thresholds(num_thresholds), max_dist)
+    return ods_f(torch.from_numpy(counts))
+
+
+def test_bsds_thresholds():
+    np.testing.assert_allclose(bsds_thresholds(9), np.arange(1, 10) / 10)
+    np.testing.assert_allclose(bsds_thresholds(99)[[0, -1]], [0.01, 0.99])
+
+
+def test_perfect_prediction_scores_100():
+    boundary = square_outline()
+    assert ods(boundary, boundary) == pytest.approx(100.0)
+
+
+def test_shift_within_tolerance_still_matches():
+    # 200x200 image: tolerance 0.0075 * diagonal (282.8 px) = 2.1 px
+    boundary = square_outline()
+    assert ods(np.roll(boundary, 1, axis=1), boundary) == pytest.approx(100.0)
+    # 3 px is beyond it: only the two horizontal sides (198 of 392 px) still match
+    assert ods(np.roll(boundary, 3, axis=1), boundary) == pytest.approx(198 / 392 * 100)
+
+
+def test_empty_prediction_scores_0():
+    assert ods(np.zeros((200, 200)), square_outline()) == 0.0
+
+
+def test_hand_worked_two_thresholds():
+    # GT: a 10-px vertical line. Prediction: its upper 5 px at p = 0.9 and a far-away
+    # 5-px line at p = 0.4. Thresholds 1/3, 2/3.
+    # t = 1/3: 10 predicted, 5 matched -> P 1/2; 5 of 10 GT matched -> R 1/2; F 1/2
+    # t = 2/3: 5 predicted, all matched -> P 1;  R 1/2; F = 2/3
+    boundary = np.zeros((30, 30), dtype=bool)
+    boundary[5:15, 10] = True
+    probability = np.zeros((30, 30))
+    probability[5:10, 10] = 0.9
+    probability[20:25, 25] = 0.4
+    counts = evaluate_image(probability.astype(np.float32), boundary, bsds_thresholds(2), 0.0075)
+    # rows cntR, sumR, cntP, sumP
+    assert counts.tolist() == [[5, 5], [10, 10], [5, 5], [10, 5]]
+    assert ods_f(torch.from_numpy(counts)) == pytest.approx(200 / 3)
+
+
+def meter_batch(boundaries, ignore=None):
+    """Stack (H, W) boundaries into (prediction (B, H, W), target (B, 1, H, W))."""
+    target = torch.from_numpy(np.stack(boundaries)).float()[:, None]
+    if ignore is not None:
+        target[:, 0][torch.from_numpy(ignore)] = 255.0
+    return target[:, 0].clone(), target
+
+
+def test_meter_ignores_255_and_crops_to_size():
+    boundary = square_outline(200)
+    prediction, target = meter_batch([boundary])
+    # a strong false positive inside an ignored block, and another in the padding
+    ignore = np.zeros((1, 200, 200), dtype=bool)
+    ignore[0, 0:20, 0:20] = True
+    target[:, 0][torch.from_numpy(ignore)] = 255.0
+    prediction[0, 5:15, 10] = 1.0
+    padded_prediction = torch.zeros(1, 210, 210)
+    padded_prediction[0, :200, :200] = prediction[0]
+    padded_prediction[0, 205, :] = 1.0
+    padded_target = torch.full((1, 1, 210, 210), 255.0)
+    padded_target[..., :200, :200] = target
+    meter = BoundaryMeter(9, 0.0075, 255, workers=1)
+    meter.update(padded_prediction, padded_target, torch.tensor([[200, 200]]))
+    assert meter.compute()["odsF"] == pytest.approx(100.0)
+
+
+def test_worker_pool_matches_inline_and_streams():
+    rng = np.random.default_rng(0)
+    boundaries = [square_outline(120) for _ in range(3)]
+    predictions = [np.roll(b, s, axis=0) * rng.uniform(0.3, 1.0, b.shape) for b, s in zip(boundaries, (0, 1, 4))]
+    target = torch.from_numpy(np.stack(boundaries)).float()[:, None]
+    prediction = torch.from_numpy(np.stack(predictions)).float()
+    sizes = torch.tensor([[120, 120]] * 3)
+
+    inline = BoundaryMeter(5, 0.0075, 255, workers=1)
+    inline.update(prediction, target, sizes)
+    pooled = BoundaryMeter(5, 0.0075, 255, workers=2)
+    try:
+        pooled.update(prediction[:2], target[:2], sizes[:2])  # two updates == one
+        pooled.update(prediction[2:], target[2:], sizes[2:])
+        assert torch.equal(pooled.state_tensors()[0], inline.state_tensors()[0])
+        pooled.reset()
+        assert pooled.state_tensors()[0].sum() == 0
+    finally:
+        pooled.close()
+    assert 0 < inline.compute()["odsF"] < 100

@@ -1,0 +1,119 @@
+"""Streaming meters on tiny arrays with hand-worked expected values."""
+import math
+
+import pytest
+import torch
+
+from evaluation.metrics import DepthMeter, NormalsMeter, SaliencyMeter, SegmentationMeter, image_region
+
+
+def full(batch, height, width):
+    return torch.tensor([[height, width]] * batch)
+
+
+def test_image_region_marks_top_left_crop():
+    region = image_region(torch.tensor([[1, 2], [2, 3]]), 2, 3, "cpu")
+    assert region.tolist() == [[[True, True, False], [False, False, False]],
+                               [[True, True, True], [True, True, True]]]
+
+
+def test_miou_hand_worked_and_absent_class_excluded():
+    # gt   [0, 0, 1, 1, 255]    3 classes; class 2 never in gt nor (valid) prediction
+    # pred [0, 1, 1, 1, 2]      the ignored pixel's prediction does not count
+    # class 0: TP 1, FP 0, FN 1 -> 1/2;  class 1: TP 2, FP 1, FN 0 -> 2/3;  class 2 excluded
+    meter = SegmentationMeter(3, 255)
+    meter.update(torch.tensor([[[0, 1, 1, 1, 2]]]), torch.tensor([[[0, 0, 1, 1, 255]]]), full(1, 1, 5))
+    assert meter.compute()["mIoU"] == pytest.approx((1 / 2 + 2 / 3) / 2 * 100)
+
+
+def test_miou_counts_class_predicted_but_absent_from_gt():
+    # gt [0, 0], pred [0, 2]: class 0 IoU 1/2, class 2 TP 0 FP 1 -> 0, class 1 excluded
+    meter = SegmentationMeter(3, 255)
+    meter.update(torch.tensor([[[0, 2]]]), torch.tensor([[[0, 0]]]), full(1, 1, 2))
+    assert meter.compute()["mIoU"] == pytest.approx(25.0)
+
+
+def test_miou_ignores_padding_outside_size():
+    # valid region 1x2 of a 2x2 map; the padded row would otherwise add errors
+    meter = SegmentationMeter(2, 255)
+    meter.update(torch.tensor([[[0, 1], [1, 1]]]), torch.tensor([[[0, 1], [0, 0]]]), torch.tensor([[1, 2]]))
+    assert meter.compute()["mIoU"] == pytest.approx(100.0)
+
+
+def test_saliency_maxf_hand_worked():
+    # thresholds 0.25 / 0.5 / 0.75, foreground when p >= t.
+    # image A: p [0.9, 0.6, 0.3, 0.1], gt [1, 1, 0, 0]
+    # image B: p [0.8, 0.4, 0.7, 0.2], gt [1, 1, 0, 255] (last pixel ignored)
+    # t = 0.25: A P 2/3 R 1;   B P 2/3 R 1   -> F = 1.3 (2/3) / (0.3 (2/3) + 1) = 0.72222
+    # t = 0.50: A P 1   R 1;   B P 1/2 R 1/2 -> mean P = R = 0.75, F = 0.75
+    # t = 0.75: A P 1   R 1/2; B P 1   R 1/2 -> F = 1.3 * 0.5 / (0.3 + 0.5) = 0.8125
+    meter = SaliencyMeter(255, thresholds=torch.tensor([0.25, 0.5, 0.75]))
+    prediction = torch.tensor([[[0.9, 0.6, 0.3, 0.1]], [[0.8, 0.4, 0.7, 0.2]]])
+    target = torch.tensor([[[1, 1, 0, 0]], [[1, 1, 0, 255]]])
+    meter.update(prediction, target, full(2, 1, 4))
+    assert meter.compute()["maxF"] == pytest.approx(81.25)
+
+
+def test_saliency_averages_precision_recall_over_images_not_pooled():
+    # threshold 0.5. image A: p [0.9, 0.1], gt [1, 0] -> P 1, R 1.
+    # image B: p [0.9, 0.1, 0.1], gt [1, 1, 1] -> P 1, R 1/3.
+    # per image mean: P 1, R 2/3 -> F = 1.3 (2/3) / (0.3 + 2/3) = 0.896552
+    # (pooled counts would give R 2/4 -> F 0.8125)
+    meter = SaliencyMeter(255, thresholds=torch.tensor([0.5]))
+    meter.update(torch.tensor([[[0.9, 0.1, 0.0]]]), torch.tensor([[[1, 0, 255]]]), full(1, 1, 3))
+    meter.update(torch.tensor([[[0.9, 0.1, 0.1]]]), torch.tensor([[[1, 1, 1]]]), full(1, 1, 3))
+    assert meter.compute()["maxF"] == pytest.approx(1.3 * (2 / 3) / (0.3 + 2 / 3) * 100)
+
+
+def test_saliency_default_thresholds_perfect_prediction():
+    meter = SaliencyMeter(255)
+    target = torch.tensor([[[1, 0, 1, 0]]])
+    meter.update(target.float(), target, full(1, 1, 4))
+    assert meter.compute()["maxF"] == pytest.approx(100.0)
+    assert len(meter.thresholds) == 99
+
+
+def test_normals_angular_error_hand_worked():
+    # pixel 0: (1,0,0) vs (1,0,0) -> 0 deg;  pixel 1: (1,0,0) vs (0,1,0) -> 90 deg
+    # pixel 2: (1,1,0) vs (2,0,0) -> 45 deg (both normalised)
+    # pixel 3: target 255 -> ignored;  pixel 4: zero target -> ignored
+    # mErr = 135 / 3 = 45;  rmse = sqrt((0 + 8100 + 2025) / 3) = sqrt(3375)
+    prediction = torch.tensor([[1.0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0]]).T.reshape(1, 3, 1, 5)
+    target = torch.tensor([[1.0, 0, 0], [0, 1, 0], [2, 0, 0], [255, 255, 255], [0, 0, 0]]).T.reshape(1, 3, 1, 5)
+    meter = NormalsMeter(255)
+    meter.update(prediction, target, full(1, 1, 5))
+    result = meter.compute()
+    assert result["mErr"] == pytest.approx(45.0)
+    assert result["rmse"] == pytest.approx(math.sqrt(3375.0))
+
+
+def test_normals_identical_vectors_give_zero_error():
+    vectors = torch.nn.functional.normalize(torch.randn(2, 3, 4, 4), dim=1)
+    meter = NormalsMeter(255)
+    meter.update(vectors, vectors, full(2, 4, 4))
+    assert meter.compute()["mErr"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_depth_rmse_and_abs_err_hand_worked():
+    # valid pixels: target 2 (pred 1, err -1) and target 1 (pred 4, err 3); 0 and 255 dropped
+    # rmse = sqrt((1 + 9) / 2) = sqrt(5); abs_err = (1 + 3) / 2 = 2
+    meter = DepthMeter(255)
+    meter.update(torch.tensor([[[1.0, 2.0, 3.0, 4.0]]]), torch.tensor([[[[2.0, 0.0, 255.0, 1.0]]]]),
+                 full(1, 1, 4))
+    result = meter.compute()
+    assert result["rmse"] == pytest.approx(math.sqrt(5.0))
+    assert result["abs_err"] == pytest.approx(2.0)
+
+
+def test_empty_meters_return_nan():
+    assert math.isnan(SegmentationMeter(2, 255).compute()["mIoU"])
+    assert math.isnan(SaliencyMeter(255).compute()["maxF"])
+    assert math.isnan(NormalsMeter(255).compute()["mErr"])
+    assert math.isnan(DepthMeter(255).compute()["rmse"])
+
+
+def test_state_dtypes_are_reducible():
+    meters = [SegmentationMeter(3, 255), SaliencyMeter(255), NormalsMeter(255), DepthMeter(255)]
+    for meter in meters:
+        for tensor in meter.state_tensors():
+            assert tensor.dtype in (torch.int64, torch.float64)

@@ -1,0 +1,61 @@
+"""Backbones: maps, channels and strides; weights only from local files."""
+import pytest
+import torch
+
+from models.backbones import build_backbone
+from utils.errors import CheckpointError, ConfigError
+
+
+def test_resnet18_stages():
+    backbone = build_backbone("resnet18").eval()
+    assert backbone.out_channels == [64, 128, 256, 512] and backbone.strides == [4, 8, 16, 32]
+    with torch.no_grad():
+        maps = backbone(torch.randn(1, 3, 64, 96))
+    assert [tuple(m.shape) for m in maps] == [(1, 64, 16, 24), (1, 128, 8, 12), (1, 256, 4, 6), (1, 512, 2, 3)]
+    assert not any(k.startswith("fc.") for k in backbone.state_dict())
+
+
+def test_resnet_pretrained_from_file(tmp_path):
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)  # a torchvision file, classifier included
+    backbone = build_backbone("resnet18", pretrained=str(path))
+    torch.testing.assert_close(backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="resnet18"):
+        build_backbone("resnet18", pretrained=str(path))
+
+
+def test_vit_taps_non_square():
+    backbone = build_backbone("vit_tiny_patch16_384", num_taps=4).eval()
+    assert backbone.taps == [2, 5, 8, 11]
+    assert backbone.out_channels == [192] * 4 and backbone.strides == [16] * 4
+    images = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        maps = backbone(images)
+        # the last tap is the classifier's normalised patch tokens
+        tokens = backbone.vit.forward_features(images)[:, backbone.vit.num_prefix_tokens:]
+    assert [tuple(m.shape) for m in maps] == [(2, 192, 6, 8)] * 4
+    torch.testing.assert_close(maps[-1], tokens.transpose(1, 2).reshape(2, 192, 6, 8))
+
+
+def test_vit_pretrained_from_file(tmp_path):
+    reference = build_backbone("vit_tiny_patch16_384", num_taps=2)
+    path = tmp_path / "vit_tiny.pth"
+    torch.save(reference.vit.state_dict(), path)
+    loaded = build_backbone("vit_tiny_patch16_384", num_taps=2, pretrained=str(path))
+    torch.testing.assert_close(loaded.vit.blocks[3].mlp.fc1.weight, reference.vit.blocks[3].mlp.fc1.weight)
+    torch.testing.assert_close(loaded.vit.pos_embed, reference.vit.pos_embed)
+
+
+def test_bad_names_and_paths(tmp_path):
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet7'"):
+        build_backbone("resnet7")
+    missing = str(tmp_path / "nowhere.pth")
+    for name in ("resnet18", "vit_tiny_patch16_384"):
+        with pytest.raises(ConfigError, match="nowhere.pth"):
+            build_backbone(name, pretrained=missing)
+    with pytest.raises(ConfigError, match="num_taps"):
+        build_backbone("vit_tiny_patch16_384", num_taps=13)

@@ -1,0 +1,187 @@
+"""inference.py end to end on scikit-image's photographs with a tiny random DiffusionMTL."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from easydict import EasyDict
+from PIL import Image
+from torch import nn
+
+import inference
+from models import build_model
+from utils.checkpoint import save_checkpoint
+from utils.config import load_config
+from utils.visualization import PARTS_PALETTE, VOC_PALETTE
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "demo.yml")
+# configs/demo.yml (ViT-tiny, PASCAL's 5 tasks) shrunk further so CPU runs take a second.
+TINY = ["val_size=[64,64]", "backbone_kwargs.num_taps=2", "model_kwargs.embed_dim=16",
+        "model_kwargs.denoiser_depth=1", "model_kwargs.num_heads=1", "model_kwargs.head_convs=1",
+        "model_kwargs.prelim_blocks=1"]
+TASKS = ("semseg", "human_parts", "sal", "normals", "edge")
+
+
+def tiny_config(*extra):
+    return load_config(CONFIG, opts=inference.INFERENCE_OPTS + TINY + list(extra))
+
+
+def save_random_checkpoint(path, cfg):
+    torch.manual_seed(0)
+    save_checkpoint(path, {"model": build_model(cfg).state_dict()})
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: extra threads only wait for each other on a busy CI box
+    folder = tmp_path_factory.mktemp("inference")
+    cfg = tiny_config()
+    checkpoint = save_random_checkpoint(str(folder / "tiny.pth"), cfg)
+    model = inference.load_model(cfg, checkpoint, torch.device("cpu"))
+    yield {"cfg": cfg, "checkpoint": checkpoint, "model": model}
+    torch.set_num_threads(threads)
+
+
+def palette_colours(palette, count):
+    return {tuple(c) for c in palette[:count].tolist()}
+
+
+def check_outputs(save_dir, name, size):
+    """Every task's PNG and the overview exist, at the input's (H, W), in the right format."""
+    for task in TASKS:
+        png = Image.open(os.path.join(save_dir, task, f"{name}.png"))
+        assert png.size[::-1] == size, (task, name)
+        assert png.mode == {"semseg": "P", "human_parts": "P", "normals": "RGB"}.get(task, "L")
+    semseg = Image.open(os.path.join(save_dir, "semseg", f"{name}.png")).convert("RGB")
+    assert {tuple(c) for c in np.asarray(semseg).reshape(-1, 3).tolist()} <= palette_colours(VOC_PALETTE, 21)
+    parts = Image.open(os.path.join(save_dir, "human_parts", f"{name}.png")).convert("RGB")
+    assert {tuple(c) for c in np.asarray(parts).reshape(-1, 3).tolist()} <= palette_colours(PARTS_PALETTE, 7)
+    overview = Image.open(os.path.join(save_dir, "overview", f"{name}.png"))
+    assert overview.mode == "RGB" and overview.width > overview.height
+
+
+@pytest.mark.slow
+def test_cli_on_a_folder_with_a_corrupt_file(setup, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(skimage.data.coffee()).save(images / "coffee.jpg")  # 400 x 600
+    Image.fromarray(skimage.data.chelsea()).save(images / "chelsea.png")  # 300 x 451
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (images / "notes.txt").write_text("not an image, not an input")
+    command = [sys.executable, os.path.join(ROOT, "inference.py"), "--config_path", CONFIG,
+               "--ckp_path", setup["checkpoint"], "--image_path", str(images), "--save_dir",
+               str(tmp_path / "out"), "--device", "cpu", "--batch_size", "2", "--opts", *TINY]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 1, result.stderr
+    assert "broken.jpg: cannot read image" in result.stderr and "1 of 3 images" in result.stderr
+    assert "2 images in" in result.stdout and "images/s" in result.stdout
+    check_outputs(str(tmp_path / "out"), "coffee", (400, 600))
+    check_outputs(str(tmp_path / "out"), "chelsea", (300, 451))
+    assert not os.path.exists(tmp_path / "out" / "semseg" / "broken.png")
+
+
+def test_grayscale_rgba_16bit_and_exif_rotated_inputs(setup, tmp_path):
+    camera = skimage.data.camera()[100:300, 50:450]  # grey, 200 x 400
+    astronaut = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((160, 120)))
+    alpha = np.full(astronaut.shape[:2] + (1,), 255, np.uint8)
+    alpha[:, :40] = 0  # transparent left strip
+    chelsea = np.asarray(Image.fromarray(skimage.data.chelsea()).resize((225, 150)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: display rotated 90 degrees clockwise
+
+    Image.fromarray(camera).save(tmp_path / "gray.png")
+    Image.fromarray(np.concatenate([astronaut, alpha], axis=2)).save(tmp_path / "rgba.png")
+    Image.fromarray(camera[:120].astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    Image.fromarray(chelsea).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    assert np.array_equal(inference.read_image(str(tmp_path / "deep.png"))[..., 0], camera[:120])
+    rgba = inference.read_image(str(tmp_path / "rgba.png"))
+    assert (rgba[:, :40] == 255).all() and np.array_equal(rgba[:, 40:], astronaut[:, 40:])
+    gray = inference.read_image(str(tmp_path / "gray.png"))
+    assert gray.shape == (200, 400, 3) and np.array_equal(gray[..., 0], gray[..., 2])
+    rotated = inference.read_image(str(tmp_path / "rotated.jpg"))
+    assert rotated.shape == (225, 150, 3)
+    assert np.abs(rotated.astype(int) - np.rot90(chelsea, k=-1)).mean() < 3  # clockwise, JPEG noise
+
+    paths = inference.find_images(str(tmp_path / "*.*g"))
+    assert [os.path.basename(p) for p in paths] == ["deep.png", "gray.png", "rgba.png", "rotated.jpg"]
+    written, failures = inference.run(setup["model"], setup["cfg"], paths, str(tmp_path / "out"),
+                                      torch.device("cpu"), batch_size=3, progress=False)
+    assert (written, failures) == (4, [])
+    for name, size in (("gray", (200, 400)), ("rgba", (120, 160)), ("deep", (120, 400)), ("rotated", (225, 150))):
+        check_outputs(str(tmp_path / "out"), name, size)
+
+
+def test_same_image_and_checkpoint_give_identical_files(setup, tmp_path):
+    Image.fromarray(skimage.data.astronaut()[:, 64:448]).save(tmp_path / "astronaut.png")  # 512 x 384
+    paths = [str(tmp_path / "astronaut.png")]
+    inference.run(setup["model"], setup["cfg"], paths, str(tmp_path / "a"), torch.device("cpu"), progress=False)
+    reloaded = inference.load_model(tiny_config(), setup["checkpoint"], torch.device("cpu"))
+    inference.run(reloaded, setup["cfg"], paths, str(tmp_path / "b"), torch.device("cpu"), progress=False)
+    files = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "a")
+                   for d, _, names in os.walk(tmp_path / "a") for f in names)
+    assert len(files) == len(TASKS) + 1
+    for relative in files:
+        assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes(), relative
+
+
+class PaddingMarker(nn.Module):
+    """Outputs class 1 inside the image region and class 5 in the padding, for every task."""
+
+    def forward(self, images):
+        valid = (images.abs().sum(dim=1, keepdim=True) > 0).float()  # padding is exactly 0
+        logits = torch.cat([torch.zeros_like(valid), valid, torch.zeros_like(valid).repeat(1, 3, 1, 1),
+                            1 - valid] + [torch.zeros_like(valid)] * 15, dim=1) * 10
+        return {"final": {"semseg": logits}}
+
+
+def test_padding_is_cropped_before_resizing_back(setup):
+    cfg = setup["cfg"]
+    image = np.full((30, 90, 3), 200, np.uint8)  # resized to 21 x 64 inside the 64 x 64 input
+    assert inference.fit_size(30, 90, cfg.val_size) == (21, 64)
+    semseg_only = EasyDict({"val_size": cfg.val_size, "TASKS": {"NAMES": ["semseg"]}})
+    semseg = inference.predict(PaddingMarker(), semseg_only, [image], torch.device("cpu"))[0]["semseg"]
+    assert semseg.shape == (30, 90) and (semseg == 1).all()
+
+
+def test_output_names_never_collide():
+    assert inference.output_names(["x/a.jpg", "x/b.png"]) == ["a", "b"]
+    assert inference.output_names(["x/a.jpg", "x/a.png", "x/c.png"]) == ["a_jpg", "a_png", "c"]
+    assert inference.output_names(["p/a.jpg", "q/a.jpg"]) == ["p__a_jpg", "q__a_jpg"]
+
+
+def run_main(capsys, *argv):
+    status = inference.main(["--config_path", CONFIG, "--device", "cpu", "--no_progress", *argv, "--opts", *TINY])
+    return status, capsys.readouterr()
+
+
+def test_missing_checkpoint_is_one_line_and_status_2(setup, tmp_path, capsys):
+    Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.jpg")
+    status, captured = run_main(capsys, "--ckp_path", str(tmp_path / "nope.pth"),
+                                "--image_path", str(tmp_path / "coffee.jpg"), "--save_dir", str(tmp_path / "out"))
+    assert status == 2
+    assert captured.err.strip().count("\n") == 0 and "checkpoint not found" in captured.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_of_another_config_is_one_line_and_status_2(setup, tmp_path, capsys):
+    Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.jpg")
+    other = save_random_checkpoint(str(tmp_path / "wide.pth"), tiny_config("model_kwargs.embed_dim=24"))
+    status, captured = run_main(capsys, "--ckp_path", other, "--image_path", str(tmp_path / "coffee.jpg"),
+                                "--save_dir", str(tmp_path / "out"))
+    assert status == 2
+    assert captured.err.strip().count("\n") == 0 and "does not match the model" in captured.err
+
+
+def test_folder_without_images_is_status_2(setup, tmp_path, capsys):
+    status, captured = run_main(capsys, "--ckp_path", setup["checkpoint"], "--image_path", str(tmp_path),
+                                "--save_dir", str(tmp_path / "out"))
+    assert status == 2 and "no image files" in captured.err
