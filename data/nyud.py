@@ -70,7 +70,7 @@ class NYUD:
         if encoded.ndim != 3 or encoded.shape[2] < 3:
             raise DataError(f"{path} (sample {sample_id!r}): expected an RGB PNG")
         check_shape(encoded, shape, path, sample_id)
-        return encoded[..., :3].astype(np.float32) * (2.0 / 255.0) - 1.0
+        return (encoded[..., :3].astype(np.float32) * 2.0 - 255.0) / 255.0  # 2v/255 - 1, exact numerator
 
     def _edge(self, sample_id, shape):
         path = self._path("edge", sample_id, ".png")

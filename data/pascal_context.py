@@ -117,7 +117,8 @@ class PascalContext:
         return os.path.join(self.root, *parts)
 
     def _parts_cache(self):
-        """ImageSets/Parts/<split>.txt: JSON dict id -> VOC class ids of the annotated objects.
+        """ImageSets/Parts/<split>.txt: JSON dict id -> VOC class ids of the annotated objects,
+        so images without people need no .mat read (ids it lacks are read from their .mat).
         Rebuilt from the .mat files (and written back when possible) when it is missing."""
         path = self._path("ImageSets", "Parts", f"{self.split}.txt")
         if os.path.isfile(path):
@@ -177,7 +178,7 @@ class PascalContext:
         if encoded.ndim != 3 or encoded.shape[2] < 3:
             raise DataError(f"{path} (sample {sample_id!r}): expected an RGB PNG")
         check_shape(encoded, shape, path, sample_id)
-        normals = encoded[..., :3].astype(np.float32) * (2.0 / 255.0) - 1.0
+        normals = (encoded[..., :3].astype(np.float32) * 2.0 - 255.0) / 255.0  # 2v/255 - 1, exact numerator
         normals[~np.isin(label_map, self._normals_classes)] = IGNORE_INDEX
         return normals
 

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from data.pascal_context import PERSON_CLASS, VOC_CLASSES, label_boundaries, load_db_info
+from data.pascal_context import VOC_CLASSES, label_boundaries, load_db_info
 from utils.errors import DataError
 from utils.tasks import DATASET_DIRNAME, IGNORE_INDEX
 
@@ -167,10 +167,12 @@ def _person(rng, colour):
         Blob(("capsule", 0.0, 0.80 * tall, 0.0, 0.86 * tall, 0.03 * tall), skin, "neck"),
         Blob(("ellipse", 0.0, 0.915 * tall, 0.055 * tall, 0.07 * tall), skin, "head"),
         Blob(("ellipse", 0.0, 0.955 * tall, 0.058 * tall, 0.04 * tall), hair, "hair", dz=-0.01),
-        Blob(("ellipse", 0.02 * tall, 0.92 * tall, 0.009 * tall, 0.007 * tall), (0.05,) * 3, "leye", dz=-0.1, bulge=0),
-        Blob(("ellipse", -0.02 * tall, 0.92 * tall, 0.009 * tall, 0.007 * tall), (0.05,) * 3, "reye", dz=-0.1, bulge=0),
-        Blob(("ellipse", 0.0, 0.885 * tall, 0.016 * tall, 0.006 * tall), (0.6, 0.2, 0.2), "mouth", dz=-0.1, bulge=0),
     ]
+    for x, y, rx, ry, colour, name in ((0.02, 0.92, 0.009, 0.007, (0.05,) * 3, "leye"),
+                                       (-0.02, 0.92, 0.009, 0.007, (0.05,) * 3, "reye"),
+                                       (0.0, 0.885, 0.016, 0.006, (0.6, 0.2, 0.2), "mouth")):
+        face_detail = ("ellipse", x * tall, y * tall, rx * tall, ry * tall)
+        prims.append(Blob(face_detail, colour, name, dz=-0.1, bulge=0))
     for side, sign in (("l", 1), ("r", -1)):
         shoulder = np.array([sign * 0.13, 0.78]) * tall
         raise_upper = rng.uniform(0.1, 1.6)
@@ -204,7 +206,8 @@ def _quadruped(rng, kind, colour):
         name = part(f"{side}{'f' if front else 'b'}leg", f"{side}{'f' if front else 'b'}uleg")
         prims.append(Blob(("capsule", x, centre_y, x, 0.03, 0.07 * body + 0.02), dark if not near else coat,
                           name, dz=-0.02 if near else 0.02))
-    tail = (-face * length / 2, centre_y + body * 0.2, -face * (length / 2 + 0.25 * length), centre_y - body * 0.3)
+    tail = (-face * length / 2, centre_y + body * 0.2,
+            -face * (length / 2 + 0.25 * length), centre_y - body * 0.3)
     prims += [Blob(("capsule", *tail, 0.04 * body + 0.01), dark, part("tail")),
               Blob(("ellipse", 0.0, centre_y, length / 2, body / 2), coat, part("torso")),
               Blob(("capsule", face * 0.4 * length, centre_y + 0.2 * body,
@@ -218,13 +221,15 @@ def _bird(rng, colour):
     size = rng.uniform(0.25, 0.45)
     face = 1 if rng.random() < 0.5 else -1
     coat = _jitter(rng, colour)
-    return [Blob(("capsule", 0.05 * face * size, 0.3 * size, 0.1 * face * size, 0.0, 0.02), (0.5, 0.4, 0.1), "rleg"),
+    return [Blob(("capsule", 0.05 * face * size, 0.3 * size, 0.1 * face * size, 0.0, 0.02),
+                 (0.5, 0.4, 0.1), "rleg"),
             Blob(("poly", ((-face * 0.3 * size, 0.5 * size), (-face * 0.75 * size, 0.7 * size),
                            (-face * 0.7 * size, 0.45 * size))), coat, "tail"),
             Blob(("ellipse", 0.0, 0.5 * size, 0.35 * size, 0.22 * size), coat, "torso"),
             Blob(("ellipse", -0.05 * face * size, 0.55 * size, 0.2 * size, 0.1 * size),
                  tuple(np.asarray(coat) * 0.7), "lwing", dz=-0.02),
-            Blob(("ellipse", face * 0.35 * size, 0.78 * size, 0.14 * size, 0.14 * size), coat, "head", dz=-0.02),
+            Blob(("ellipse", face * 0.35 * size, 0.78 * size, 0.14 * size, 0.14 * size), coat, "head",
+                 dz=-0.02),
             Blob(("poly", ((face * 0.45 * size, 0.8 * size), (face * 0.62 * size, 0.76 * size),
                            (face * 0.45 * size, 0.72 * size))), (0.9, 0.5, 0.1), "beak", dz=-0.03),
             ], size, size, 0.2
@@ -279,9 +284,11 @@ def _aeroplane(rng, colour):
 def _boat(rng, colour):
     hull = _jitter(rng, colour, 0.05)
     length = rng.uniform(4, 8)
-    return [Blob(("poly", ((-length / 2, 0.8), (length / 2, 0.8), (0.4 * length, 0.0), (-0.4 * length, 0.0))), hull),
+    return [Blob(("poly", ((-length / 2, 0.8), (length / 2, 0.8), (0.4 * length, 0.0), (-0.4 * length, 0.0))),
+                 hull),
             Blob(("capsule", 0.0, 0.8, 0.0, 0.8 + 0.8 * length, 0.06), (0.4, 0.3, 0.2)),
-            Blob(("poly", ((0.05, 0.9), (0.05, 0.75 * length), (0.4 * length, 0.9))), (0.95, 0.95, 0.9), dz=-0.05),
+            Blob(("poly", ((0.05, 0.9), (0.05, 0.75 * length), (0.4 * length, 0.9))), (0.95, 0.95, 0.9),
+                 dz=-0.05),
             ], length, 0.8 + 0.8 * length, 2.0
 
 
@@ -299,8 +306,8 @@ def _furniture(rng, kind, colour):
         w, h, d = 0.5 * s, 1.0 * s, 0.5 * s
         legs = [Box(x, x + 0.05, 0.0, 0.45, z, z + 0.05, darker)
                 for z in (d - 0.05, 0.0) for x in (-w / 2, w / 2 - 0.05)]
-        return (legs[:2] + [Box(-w / 2, w / 2, 0.45, h, d - 0.06, d, c), Box(-w / 2, w / 2, 0.45, 0.5, 0.0, d, c)]
-                + legs[2:]), w, h, d
+        back, seat = Box(-w / 2, w / 2, 0.45, h, d - 0.06, d, c), Box(-w / 2, w / 2, 0.45, 0.5, 0.0, d, c)
+        return legs[:2] + [back, seat] + legs[2:], w, h, d
     if kind == "sofa":
         w, d = 2.0 * s, 0.9
         return [Box(-w / 2, w / 2, 0.1, 0.9, d - 0.25, d, c), Box(-w / 2, w / 2, 0.0, 0.45, 0.0, d, c),
@@ -329,8 +336,8 @@ def _furniture(rng, kind, colour):
         e = 0.45 * s
         return [Box(-e / 2, e / 2, 0.0, e, 0.0, e, c)], e, e, e
     if kind == "lamp":
-        return [Blob(("capsule", 0.0, 0.0, 0.0, 1.3, 0.02), (0.3, 0.3, 0.3)),
-                Blob(("poly", ((-0.15, 1.2), (0.15, 1.2), (0.25, 1.55), (-0.25, 1.55))), c, dz=-0.05)], 0.5, 1.55, 0.3
+        lampshade = Blob(("poly", ((-0.15, 1.2), (0.15, 1.2), (0.25, 1.55), (-0.25, 1.55))), c, dz=-0.05)
+        return [Blob(("capsule", 0.0, 0.0, 0.0, 1.3, 0.02), (0.3, 0.3, 0.3)), lampshade], 0.5, 1.55, 0.3
     if kind == "bottle":
         tall = 0.6 * s
         return [Blob(("capsule", 0.0, 0.08, 0.0, 0.6 * tall, 0.08 * tall / 0.6), c),
@@ -342,7 +349,8 @@ def _furniture(rng, kind, colour):
                 *[Blob(("ellipse", x, y, 0.18 * s, 0.15 * s), _jitter(rng, c), dz=-0.02 * i)
                   for i, (x, y) in enumerate(((-0.15, 0.55), (0.15, 0.55), (0.0, 0.75)))]], 0.6, 0.9, 0.3
     # clutter: an unlabelled lump
-    return [Blob(("ellipse", 0.0, 0.2, rng.uniform(0.2, 0.4), 0.2), tuple(rng.uniform(0.2, 0.8, 3)))], 0.6, 0.4, 0.4
+    lump = Blob(("ellipse", 0.0, 0.2, rng.uniform(0.2, 0.4), 0.2), tuple(rng.uniform(0.2, 0.8, 3)))
+    return [lump], 0.6, 0.4, 0.4
 
 
 def build_object(rng, kind, parts_labelled=False):
@@ -389,24 +397,25 @@ class Scene:
         return self.part_names.index(name)
 
 
-def _box_faces(camera, box, anchor_x, anchor_d):
+def _box_faces(camera, box, anchor_x, anchor_d, lift):
     """Visible faces of a box as (corner list, normal, per-pixel depth function)."""
     x0, x1 = anchor_x + box.x0, anchor_x + box.x1
+    y0, y1 = box.y0 + lift, box.y1 + lift
     z0, z1 = anchor_d + box.z0, anchor_d + box.z1
     eye, f = camera.eye, camera.focal
-    faces = [(((x0, box.y0, z0), (x1, box.y0, z0), (x1, box.y1, z0), (x0, box.y1, z0)), (0, 0, 1),
+    faces = [(((x0, y0, z0), (x1, y0, z0), (x1, y1, z0), (x0, y1, z0)), (0, 0, 1),
               lambda u, v: np.full(u.shape, z0, np.float32))]
-    if box.y1 < eye:  # top seen from above
-        faces.append((((x0, box.y1, z0), (x1, box.y1, z0), (x1, box.y1, z1), (x0, box.y1, z1)), (0, 1, 0),
-                      lambda u, v: f * (eye - box.y1) / np.maximum(v - camera.horizon, 1e-3)))
-    if box.y0 > eye:  # bottom seen from below
-        faces.append((((x0, box.y0, z0), (x1, box.y0, z0), (x1, box.y0, z1), (x0, box.y0, z1)), (0, -1, 0),
-                      lambda u, v: f * (box.y0 - eye) / np.maximum(camera.horizon - v, 1e-3)))
-    if x0 > 0:  # left side seen from the left
-        faces.append((((x0, box.y0, z0), (x0, box.y1, z0), (x0, box.y1, z1), (x0, box.y0, z1)), (-1, 0, 0),
+    if y1 < eye:  # top seen from above
+        faces.append((((x0, y1, z0), (x1, y1, z0), (x1, y1, z1), (x0, y1, z1)), (0, 1, 0),
+                      lambda u, v: f * (eye - y1) / np.maximum(v - camera.horizon, 1e-3)))
+    if y0 > eye:  # bottom seen from below
+        faces.append((((x0, y0, z0), (x1, y0, z0), (x1, y0, z1), (x0, y0, z1)), (0, -1, 0),
+                      lambda u, v: f * (y0 - eye) / np.maximum(camera.horizon - v, 1e-3)))
+    if x0 > 0:  # box right of the camera: its left side shows
+        faces.append((((x0, y0, z0), (x0, y1, z0), (x0, y1, z1), (x0, y0, z1)), (-1, 0, 0),
                       lambda u, v: f * x0 / np.maximum(u - camera.cx, 1e-3)))
-    if x1 < 0:
-        faces.append((((x1, box.y0, z0), (x1, box.y1, z0), (x1, box.y1, z1), (x1, box.y0, z1)), (1, 0, 0),
+    if x1 < 0:  # box left of the camera: its right side shows
+        faces.append((((x1, y0, z0), (x1, y1, z0), (x1, y1, z1), (x1, y0, z1)), (1, 0, 0),
                       lambda u, v: f * x1 / np.minimum(u - camera.cx, -1e-3)))
     return faces, (z0, z1)
 
@@ -429,9 +438,9 @@ def _fixed(points, top, left):
     return (np.round((np.asarray(points, np.float64) - [left, top]) * (1 << SHIFT))).astype(np.int32)
 
 
-def _raster_box(camera, box, anchor_x, anchor_d):
+def _raster_box(camera, box, anchor_x, anchor_d, lift):
     """-> (window, mask, depth, normal) of a box, or None when off-screen."""
-    faces, (z0, z1) = _box_faces(camera, box, anchor_x, anchor_d)
+    faces, (z0, z1) = _box_faces(camera, box, anchor_x, anchor_d, lift)
     corners = [camera.project(*p) for face in faces for p in face[0]]
     window = _crop(camera, [c[0] for c in corners], [c[1] for c in corners])
     if window is None:
@@ -461,7 +470,8 @@ def _raster_blob(camera, blob, anchor_x, anchor_d, lift):
         reach = 0.0
     elif kind == "capsule":
         x0, y0, x1, y1, radius = geo
-        pts = [camera.project(anchor_x + x0, y0 + lift, depth0), camera.project(anchor_x + x1, y1 + lift, depth0)]
+        pts = [camera.project(anchor_x + x0, y0 + lift, depth0),
+               camera.project(anchor_x + x1, y1 + lift, depth0)]
         reach = radius * scale
     else:  # ellipse, ring
         x, y, rx = geo[:3]
@@ -511,7 +521,7 @@ def render_object(scene, obj, instance, anchor_x, anchor_d):
     rasters = []
     for prim in obj.prims:
         if isinstance(prim, Box):
-            raster = _raster_box(camera, prim, anchor_x, anchor_d)
+            raster = _raster_box(camera, prim, anchor_x, anchor_d, obj.altitude)
         else:
             raster = _raster_blob(camera, prim, anchor_x, anchor_d, obj.altitude)
         if raster is not None:
@@ -565,7 +575,8 @@ def render_background(scene, rng, indoor, room):
                       ("wall", np.where(sx > 0, right / sx, inf), (-1, 0, 0))]
         else:
             ground = ("grass", "ground", "road")[rng.integers(3)]
-            skyline = cam.horizon - cam.height * (0.04 + 0.08 * (_smooth_noise(rng, (1, cam.width), 6)[0] + 1))
+            hills = _smooth_noise(rng, (1, cam.width), 6)[0] + 1  # in [0, 2]
+            skyline = cam.horizon - cam.height * (0.04 + 0.08 * hills)
             rows = np.arange(cam.height, dtype=np.float32)[:, None]
             tree = (rows >= skyline[None, :]) & (sy >= 0) if rng.random() < 0.5 else np.zeros(sx.shape, bool)
             planes = [(ground, np.where(sy < 0, np.minimum(floor, 200.0), inf), (0, 1, 0)),
@@ -574,7 +585,7 @@ def render_background(scene, rng, indoor, room):
     depths = np.stack([p[1] for p in planes])
     nearest = depths.argmin(axis=0)
     scene.depth[:] = depths.min(axis=0)
-    x, y, z = sx * scene.depth, cam.eye + sy * scene.depth, scene.depth
+    x, z = sx * scene.depth, scene.depth  # hit point: lateral offset and distance
     noise = _smooth_noise(rng, scene.depth.shape, 8)
     for index, (kind, _, normal) in enumerate(planes):
         hit = nearest == index
@@ -661,8 +672,8 @@ def make_scene(rng, height, width, style, person_prob):
             w, h = {"picture": (0.8, 0.6), "window": (1.2, 1.2), "door": (0.9, 2.1)}[kind]
             bottom = 0.0 if kind == "door" else min(rng.uniform(0.9, 1.4), room[3] - h - 0.1)
             x = rng.uniform(-left + w, right - w) if right + left > 2 * w else 0.0
-            obj = SceneObject(kind, [Box(-w / 2, w / 2, bottom, bottom + h, 0.0, 0.01, _jitter(rng, KIND_COLOURS[kind]))],
-                              w, h, 0.01)
+            panel = Box(-w / 2, w / 2, bottom, bottom + h, 0.0, 0.01, _jitter(rng, KIND_COLOURS[kind]))
+            obj = SceneObject(kind, [panel], w, h, 0.01)
             objects.append((obj, x, back - 0.02))
     render_background(scene, rng, indoor, room)
     for instance, (obj, anchor_x, anchor_d) in enumerate(sorted(objects, key=lambda o: -o[2]), start=1):
@@ -757,7 +768,8 @@ def write_pascal_sample(root, sample_id, scene, rng, context_ids, palette):
     objects, classes = _mat_objects(scene)
     anno = np.zeros((1, 1), [("imname", "O"), ("objects", "O")])
     anno[0, 0] = (f"{sample_id}.jpg", objects)
-    scipy.io.savemat(os.path.join(root, "human_parts", f"{sample_id}.mat"), {"anno": anno}, do_compression=True)
+    scipy.io.savemat(os.path.join(root, "human_parts", f"{sample_id}.mat"), {"anno": anno},
+                     do_compression=True)
     _write_rgb(os.path.join(root, "normals_distill", f"{sample_id}.png"), encode_normals(scene.normal))
     salient = np.isin(scene.instance, salient_instances(scene)).astype(np.float32)
     soft = cv2.blur(salient, (3, 3))  # distilled saliency is soft at the outline
@@ -772,7 +784,8 @@ def _depth_with_holes(scene, rng):
     holes = np.zeros(depth.shape, np.uint8)
     for _ in range(rng.integers(0, 3)):
         centre = (int(rng.integers(depth.shape[1])), int(rng.integers(depth.shape[0])))
-        axes = (int(rng.integers(2, max(3, depth.shape[1] // 12))), int(rng.integers(2, max(3, depth.shape[0] // 12))))
+        axes = (int(rng.integers(2, max(3, depth.shape[1] // 12))),
+                int(rng.integers(2, max(3, depth.shape[0] // 12))))
         cv2.ellipse(holes, centre, axes, 0, 0, 360, 1, -1)
     depth[holes > 0] = 0
     return depth.astype(np.float32)
@@ -845,7 +858,8 @@ def generate(layout, out, n_train, n_val, size, seed):
                 scene = make_scene(rng, height, width, style, person_prob=0.65)
                 cache[sample_id] = write_pascal_sample(root, sample_id, scene, rng, context_ids, palette)
             _write_lines(os.path.join(root, "ImageSets", "Context", f"{split}.txt"), ids)
-            with open(os.path.join(root, "ImageSets", "Parts", f"{split}.txt"), "w", encoding="utf-8") as handle:
+            cache_path = os.path.join(root, "ImageSets", "Parts", f"{split}.txt")
+            with open(cache_path, "w", encoding="utf-8") as handle:
                 json.dump(cache, handle)
     elif layout == "nyud":
         root = os.path.join(out, DATASET_DIRNAME["NYUD"])

@@ -12,13 +12,22 @@ P = cntP / sumP), in percent.
 Ground truth 255 (ignore) inside the image counts as non-boundary and predictions
 there are zeroed before thresholding, so they are neither matched nor false positives.
 
+The matcher (the BSDS C++ code inside pyEdgeEval) connects pixels to outlier nodes
+drawn from a process-global random generator seeded from the clock, so a result varies
+by a matched pixel or so between runs and with the calls made before in the same
+process. We reseed that generator with a fixed seed before every call, which makes the
+counts reproducible and independent of the worker count and of scheduling.
+
 Matching costs about a second per threshold for a 512x512 image, so images are
 evaluated in a pool of worker processes (started with forkserver, so it is safe
 inside a torchrun / CUDA process) that is created once and reused; `update` only
 submits work, and the counts are collected when the state is read.
 """
+import ctypes
+import functools
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -28,6 +37,26 @@ from skimage.morphology import thin
 
 # Rows of the count table.
 CNT_R, SUM_R, CNT_P, SUM_P = range(4)
+
+
+_MATCH_SEED = 1  # any fixed non-zero seed (0 asks the library for a time-based one)
+
+
+def _match_rng_reset():
+    """A function reseeding the matcher's global random generator, or None if the
+    compiled library does not export it (then counts vary slightly from run to run)."""
+    library_path = sys.modules[correspond_pixels.__module__].__file__
+    try:
+        library = ctypes.CDLL(library_path)  # the already loaded library, not a copy
+        generator = ctypes.addressof(ctypes.c_char.in_dll(library, "_ZN6Random4randE"))
+        reseed = library._ZN6Random6reseedEm  # Random::reseed(seed) of the static Random::rand
+    except (OSError, ValueError, AttributeError):
+        return None
+    reseed.argtypes, reseed.restype = [ctypes.c_void_p, ctypes.c_uint64], None
+    return functools.partial(reseed, generator, _MATCH_SEED)
+
+
+_RESET_MATCH_RNG = _match_rng_reset()
 
 
 def bsds_thresholds(num_thresholds):
@@ -54,6 +83,8 @@ def evaluate_image(probability, boundary, thresholds, max_dist):
         predicted = thin(above)
         counts[SUM_P, k] = int(predicted.sum())
         if num_boundary > 0 and counts[SUM_P, k] > 0:
+            if _RESET_MATCH_RNG is not None:
+                _RESET_MATCH_RNG()
             match_pred, match_gt, _, _ = correspond_pixels(predicted, boundary, max_dist=max_dist)
             counts[CNT_P, k] = int((match_pred > 0).sum())
             counts[CNT_R, k] = int((match_gt > 0).sum())

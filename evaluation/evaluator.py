@@ -31,7 +31,7 @@ class MultiTaskEvaluator:
     @torch.no_grad()
     def update(self, final_outputs, batch):
         """final_outputs: task -> raw (B, C, H, W); batch: targets and meta.size (B, 2)."""
-        sizes = torch.as_tensor(batch["meta"]["size"], dtype=torch.int64).view(-1, 2)
+        sizes = torch.as_tensor(batch["meta"]["size"], dtype=torch.int64)  # (B, 2): original H, W
         for task, meter in self.meters.items():
             prediction = activate(task, final_outputs[task])
             meter.update(prediction, batch[task].to(prediction.device), sizes)

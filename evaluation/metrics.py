@@ -85,7 +85,7 @@ class SaliencyMeter:
         num_bins = len(self.thresholds) + 1
         valid = image_region(sizes, *target.shape[1:], target.device) & (target != self.ignore_index)
         # bin k of a pixel = number of thresholds <= p; it is foreground at threshold j iff k > j
-        bins = torch.bucketize(prediction, self.thresholds.to(prediction.device), right=True)
+        bins = torch.bucketize(prediction.contiguous(), self.thresholds.to(prediction.device), right=True)
         bins = bins + num_bins * torch.arange(batch_size, device=bins.device)[:, None, None]
         bins, foreground = bins[valid], (target[valid] == 1).double()
         pixels = torch.bincount(bins, minlength=batch_size * num_bins).view(batch_size, num_bins)

@@ -38,7 +38,8 @@ class MultiTaskLoss(nn.Module):
             task_mask = torch.ones(batch_size, num_tasks, dtype=torch.bool, device=final.device)
         task_mask = task_mask.to(device=final.device, dtype=torch.bool)
 
-        weighted = torch.where(task_mask, combined * self.loss_weights, torch.zeros_like(combined))
+        weights = self.loss_weights.to(final.device)  # no-op once the module is on that device
+        weighted = torch.where(task_mask, combined * weights, torch.zeros_like(combined))
         num_labelled = task_mask.sum(1).clamp_min(1)  # (B,)
         per_sample = weighted.sum(1) * (num_tasks / num_labelled)
         total = per_sample.mean()
@@ -47,8 +48,7 @@ class MultiTaskLoss(nn.Module):
         # no sample of this batch labels has no entry.
         final = final.detach()
         per_task = {}
-        for index, task in enumerate(self.tasks):
-            labelled = task_mask[:, index]
-            if labelled.any():
-                per_task[task] = final[labelled, index].mean()
+        for index, count in enumerate(task_mask.sum(0).tolist()):  # one host sync
+            if count > 0:
+                per_task[self.tasks[index]] = final[:, index][task_mask[:, index]].sum() / count
         return total, per_task

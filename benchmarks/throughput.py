@@ -1,0 +1,175 @@
+"""Training and inference throughput of a config, printed as one JSON line.
+
+    python -m benchmarks.throughput --config CFG --batch B --size S [--device cpu|cuda] [--iters N]
+
+Train step = forward + loss + backward + optimizer step on a one-label batch (sample i
+labels task i mod T). Inference runs every task for every sample. "prelim" is the
+backbone + preliminary decoders alone, so the refinement's cost shows as a ratio.
+FLOPs come from torch.utils.flop_counter during the warm-up iterations; the achieved
+rate is compared with a large matmul timed in the same run. Times are medians.
+bf16 autocast on CUDA, fp32 on CPU. Synthetic inputs; no dataset is read.
+"""
+import argparse
+import contextlib
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from losses import build_loss
+from models import build_model
+from utils.config import load_config
+from utils.errors import DiffusionMTLError
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn, iters, device):
+    times = []
+    for _ in range(iters):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def counted_flops(fn):
+    """Run `fn` once (a warm-up) and return its FLOPs; attention on the math backend so it is counted."""
+    counter = FlopCounterMode(display=False)
+    with counter, sdpa_kernel(SDPBackend.MATH):
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_flops_per_s(device, dtype, iters=5):
+    """Rate of one large square matmul, the yardstick of the achieved FLOP/s."""
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    a @ b
+    return 2 * n ** 3 / median_seconds(lambda: a @ b, iters, device)
+
+
+def synthetic_batch(cfg, batch_size, size, device):
+    """Random images and targets (docs/conventions.md); sample i labels task i mod T."""
+    height = width = size
+    num_tasks = len(cfg.TASKS.NAMES)
+    task_mask = torch.zeros(batch_size, num_tasks, dtype=torch.bool)
+    task_mask[torch.arange(batch_size), torch.arange(batch_size) % num_tasks] = True
+    batch = {"image": torch.randn(batch_size, 3, height, width), "task_mask": task_mask}
+    for task in cfg.TASKS.NAMES:
+        channels = cfg.TASKS.NUM_OUTPUT[task]
+        if task in ("semseg", "human_parts", "sal"):
+            batch[task] = torch.randint(0, channels, (batch_size, height, width))
+        elif task == "normals":
+            batch[task] = torch.nn.functional.normalize(torch.randn(batch_size, 3, height, width), dim=1)
+        elif task == "edge":
+            batch[task] = (torch.rand(batch_size, 1, height, width) > 0.9).float()
+        else:  # depth, metres
+            batch[task] = torch.rand(batch_size, 1, height, width) * 10
+    for index, task in enumerate(cfg.TASKS.NAMES):  # unlabelled targets are 255, never 0
+        batch[task][~task_mask[:, index]] = 255
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def peak_memory_mb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+def run(cfg, batch_size, size, device, iters, warmup, channels_last):
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else contextlib.nullcontext())
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_model(cfg).to(device=device, memory_format=memory_format)
+    criterion = build_loss(cfg).to(device)
+    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.optimizer_kwargs.lr)
+    batch = synthetic_batch(cfg, batch_size, size, device)
+    images = batch["image"].contiguous(memory_format=memory_format)
+    matmul_rates = [matmul_flops_per_s(device, dtype)]
+
+    def train_step():
+        with autocast:
+            total, _ = criterion(model(images, batch["task_mask"]), batch)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+
+    def inference():
+        with torch.inference_mode(), autocast:
+            model(images)
+
+    def preliminary():
+        with torch.inference_mode(), autocast:
+            model.forward_preliminary(images)
+
+    result = {}
+    for name, fn, train in (("train", train_step, True), ("infer", inference, False),
+                            ("prelim", preliminary, False)):
+        model.train(train)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        flops = counted_flops(fn)
+        for _ in range(warmup - 1):
+            fn()
+        seconds = median_seconds(fn, iters, device)
+        result[name] = {"images_per_s": batch_size / seconds, "flops_per_image": flops / batch_size,
+                        "flops_per_s": flops / seconds, "peak_memory_mb": peak_memory_mb(device)}
+    matmul_rates.append(matmul_flops_per_s(device, dtype))
+    matmul = statistics.median(matmul_rates)
+
+    line = {"config": cfg.version_name, "backbone": cfg.backbone, "variant": cfg.model_kwargs.variant,
+            "device": str(device), "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
+            "batch": batch_size, "size": size, "iters": iters, "channels_last": channels_last,
+            "matmul_gflop_per_s": round(matmul / 1e9, 2)}
+    for name, values in result.items():
+        line[f"{name}_images_per_s"] = round(values["images_per_s"], 4)
+        line[f"{name}_gflop_per_image"] = round(values["flops_per_image"] / 1e9, 2)
+        line[f"{name}_matmul_fraction"] = round(values["flops_per_s"] / matmul, 3)
+        line[f"{name}_peak_memory_mb"] = round(values["peak_memory_mb"], 1)
+    line["decoder_flop_ratio"] = round(result["infer"]["flops_per_image"] / result["prelim"]["flops_per_image"], 3)
+    line["decoder_time_ratio"] = round(result["prelim"]["images_per_s"] / result["infer"]["images_per_s"], 3)
+    return line
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=256, help="square input size")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations per measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations (the first counts FLOPs)")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument("--opts", nargs="*", default=[], help="config overrides key=value")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args.config, opts=["db_root=.", *args.opts])  # no dataset is read
+    except DiffusionMTLError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    torch.manual_seed(0)
+    line = run(cfg, args.batch, args.size, torch.device(args.device), args.iters, max(args.warmup, 1),
+               args.channels_last)
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""DiffusionMTL on tiny configs: output contract, partial labels, determinism, ablations."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import build_model
+from utils.config import load_config
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pascal" / "resnet18_feature_official.yml"
+TINY = ["db_root=.", "model_kwargs.embed_dim=32", "model_kwargs.num_heads=2", "model_kwargs.denoiser_depth=1",
+        "model_kwargs.prelim_blocks=1", "model_kwargs.head_convs=2", "model_kwargs.token_stride=2"]
+TASKS = ["semseg", "human_parts", "sal", "normals", "edge"]
+CHANNELS = {"semseg": 21, "human_parts": 7, "sal": 2, "normals": 3, "edge": 1}
+
+
+def tiny_model(*opts, seed=0):
+    torch.manual_seed(seed)
+    return build_model(load_config(str(CONFIG), opts=TINY + list(opts)))
+
+
+def count_denoiser_calls(model):
+    """Record the number of pairs of every denoiser call."""
+    calls = []
+    model.denoiser.register_forward_hook(lambda module, args, out: calls.append(args[1].shape[0]))
+    return calls
+
+
+@pytest.mark.parametrize("backbone, variant, size", [
+    ("resnet18", "feature", (64, 96)),
+    ("resnet18", "prediction", (72, 72)),  # fused 9x9: tokens on a ceil(9/2) grid
+    ("vit_tiny_patch16_384", "feature", (96, 128)),
+    ("vit_tiny_patch16_384", "prediction", (64, 64)),
+])
+def test_output_shapes(backbone, variant, size):
+    model = tiny_model(f"backbone={backbone}", f"model_kwargs.variant={variant}").eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *size))
+    for key in ("final", "prelim"):
+        assert list(out[key]) == TASKS
+        assert {t: tuple(v.shape) for t, v in out[key].items()} == {t: (2, c, *size) for t, c in CHANNELS.items()}
+    assert out["final"]["semseg"].abs().sum() > 0
+
+
+def test_partial_labels_run_only_labelled_pairs():
+    model = tiny_model().train()
+    calls = count_denoiser_calls(model)
+    task_mask = torch.tensor([[1, 0, 0, 0, 0],   # semseg
+                              [1, 0, 1, 0, 0],   # semseg, sal
+                              [0, 0, 0, 1, 0]], dtype=torch.bool)  # normals; nobody labels parts or edge
+    out = model(torch.randn(3, 3, 64, 64), task_mask)
+    assert calls == [4, 4]  # one call per reverse step over the 4 labelled pairs
+    for index, task in enumerate(TASKS):
+        unlabelled = out["final"][task][~task_mask[:, index]]
+        assert (unlabelled == 0).all()
+        assert (out["final"][task][task_mask[:, index]] != 0).any() == task_mask[:, index].any()
+
+    params = dict(model.named_parameters())
+    unlabelled_loss = sum(out["final"][t][~task_mask[:, i]].sum() for i, t in enumerate(TASKS))
+    grads = torch.autograd.grad(unlabelled_loss, list(params.values()), allow_unused=True, retain_graph=True)
+    assert all(g is None or (g == 0).all() for g in grads)
+
+    labelled_loss = sum(out["final"][t][task_mask[:, i]].square().mean()
+                        for i, t in enumerate(TASKS) if task_mask[:, i].any())
+    labelled_loss.backward()
+    for name, param in params.items():
+        idle = any(f".{t}." in name for t in ("human_parts", "edge")) and name.startswith("denoiser.")
+        if idle:
+            assert param.grad is None, name
+    assert params["denoiser.in_layers.sal.weight"].grad.abs().sum() > 0
+    # the condition reads detached preliminary predictions: no gradient into the heads from it
+    assert params["prelim_heads.edge.weight"].grad is None
+
+
+def test_pair_batching_matches_full_evaluation():
+    model = tiny_model().eval()
+    images = torch.randn(3, 3, 64, 64)
+    task_mask = torch.tensor([[0, 1, 0, 0, 1], [1, 0, 0, 0, 0], [0, 1, 1, 1, 1]], dtype=torch.bool)
+    with torch.no_grad():
+        full, partial = model(images), model(images, task_mask)
+    for index, task in enumerate(TASKS):
+        rows = task_mask[:, index]
+        torch.testing.assert_close(partial["final"][task][rows], full["final"][task][rows], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(partial["prelim"][task], full["prelim"][task])
+
+
+@pytest.mark.parametrize("eval_noise", ["zero", "seeded"])
+def test_evaluation_is_deterministic_and_batch_independent(eval_noise):
+    model = tiny_model(f"model_kwargs.eval_noise={eval_noise}").eval()
+    first, second = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        alone = model(first)["final"]
+        again = model(first)["final"]
+        in_batch = model(torch.cat([second, first]))["final"]
+    for task in TASKS:
+        assert torch.equal(alone[task], again[task])
+        torch.testing.assert_close(in_batch[task][1:], alone[task], atol=1e-5, rtol=1e-4)
+
+
+def test_seeded_noise_is_used_and_training_noise_is_random():
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        zero = tiny_model("model_kwargs.eval_noise=zero").eval()(images)["final"]["sal"]
+        seeded = tiny_model("model_kwargs.eval_noise=seeded").eval()(images)["final"]["sal"]
+        model = tiny_model().train()
+        one, two = model(images)["final"]["sal"], model(images)["final"]["sal"]
+    assert not torch.allclose(zero, seeded)
+    assert not torch.allclose(one, two)
+
+
+def test_conditioning_none_ignores_other_tasks():
+    images = torch.randn(2, 3, 64, 64)
+    for conditioning, coupled in (("multitask", True), ("none", False)):
+        model = tiny_model(f"model_kwargs.conditioning={conditioning}").eval()
+        assert (model.condition_conv is None) == (not coupled)
+        assert any(k.startswith("condition_conv.") for k in model.state_dict()) == coupled
+        with torch.no_grad():
+            before = model(images)["final"]["semseg"]
+            model.prelim_heads["sal"].weight.add_(1.0)  # change another task's preliminary prediction
+            after = model(images)["final"]["semseg"]
+        assert torch.allclose(before, after) != coupled
+
+
+def test_diffusion_off_is_a_noiseless_refiner():
+    model = tiny_model("model_kwargs.diffusion=false").train()
+    assert model.diffusion is None and not any(k.startswith("diffusion.") for k in model.state_dict())
+    calls = count_denoiser_calls(model)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        first, second = model(images)["final"], model(images)["final"]
+    assert calls == [10, 10, 10, 10]
+    for task in TASKS:
+        assert torch.equal(first[task], second[task])  # no noise even in training
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_number_of_steps(steps):
+    model = tiny_model(f"num_timesteps={steps}").eval()
+    calls = count_denoiser_calls(model)
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    assert calls == [5] * steps
+    assert model.diffusion.num_timesteps == steps
