@@ -132,7 +132,8 @@ class BoundaryMeter:
 
     def _submit(self, probability, boundary):
         if self.workers == 1:
-            self.counts += torch.from_numpy(evaluate_image(probability, boundary, self.thresholds, self.max_dist))
+            counts = evaluate_image(probability, boundary, self.thresholds, self.max_dist)
+            self.counts += torch.from_numpy(counts)
             return
         if self._pool is None:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"

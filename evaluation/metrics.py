@@ -135,11 +135,12 @@ class NormalsMeter:
 
     def update(self, prediction, target, sizes):
         # prediction, target: (B, 3, H, W)
-        target = target.double()
-        valid = image_region(sizes, *target.shape[2:], target.device)
-        valid &= (target != self.ignore_index).all(1) & (target.norm(dim=1) > 0)
-        cosine = (F.normalize(prediction.double(), dim=1) * F.normalize(target, dim=1)).sum(1)
-        error = torch.rad2deg(torch.acos(cosine[valid].clamp(-1.0, 1.0)))
+        valid = image_region(sizes, *target.shape[2:], target.device) & (target != self.ignore_index).all(1)
+        target = target.permute(0, 2, 3, 1)[valid].double()  # (N, 3)
+        prediction = prediction.permute(0, 2, 3, 1)[valid].double()
+        nonzero = target.norm(dim=1) > 0
+        cosine = (F.normalize(prediction[nonzero], dim=1) * F.normalize(target[nonzero], dim=1)).sum(1)
+        error = torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0)))
         self.sums += torch.stack([error.sum(), error.square().sum()]).cpu()
         self.count += error.numel()
 

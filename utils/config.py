@@ -11,7 +11,7 @@ import yaml
 from easydict import EasyDict
 
 from utils.errors import ConfigError
-from utils.tasks import DATASET_DIRNAME, DATASET_TASKS, EDGE_MAXDIST, TASK_ORDER
+from utils.tasks import DATASET_DIRNAME, DATASET_TASKS, EDGE_MAXDIST, TASK_METRIC, TASK_ORDER
 
 DB_ROOT_ENV = "DIFFUSIONMTL_DB_ROOT"
 DATASETS = tuple(DATASET_TASKS)
@@ -88,11 +88,12 @@ DEFAULTS = {
     "eval_kwargs": {
         "edge_thresholds_train": 9,
         "edge_thresholds_infer": 99,
-        "edge_workers": 0,  # 0 = one per CPU core
+        "edge_workers": 0,  # boundary-matching processes; 0 = the CPU cores shared among local ranks
         "edge_maxdist": None,  # null = the dataset's standard tolerance
         "save_predictions": False,  # run_mode=infer: write per-image PNGs
     },
-    "best_metric": "delta_m",  # delta_m or "<task>.<metric>", e.g. semseg.mIoU
+    "best_metric": None,  # delta_m or "<task>.<metric>" (semseg.mIoU); null: delta_m when
+    # reference_metrics are given, else the first task's headline metric
     "reference_metrics": {},  # task -> {metric: value}, the Delta_m baseline
     "tb_images": 4,  # images shown in TensorBoard per evaluation
 }
@@ -104,6 +105,7 @@ TYPES = {
     "backbone_kwargs.pretrained": (str, type(None)),
     "partial_labels_file": (str, type(None)),
     "eval_kwargs.edge_maxdist": (float, type(None)),
+    "best_metric": (str, type(None)),
 }
 CHOICES = {
     "train_db_name": DATASETS,
@@ -209,9 +211,25 @@ def derive(cfg, source):
         if task not in wanted or not isinstance(metrics, dict):
             raise ConfigError(f"{source}: reference_metrics.{task}: expected a mapping for one of {wanted}")
 
-    for name in ("trBatch", "valBatch", "val_interval", "log_interval", "ckpt_interval", "num_timesteps"):
-        if cfg[name] < 1:
-            raise ConfigError(f"{source}: key '{name}' must be >= 1, got {cfg[name]}")
+    if cfg.best_metric is None:
+        first = wanted[0]
+        cfg.best_metric = "delta_m" if cfg.reference_metrics else f"{first}.{TASK_METRIC[first][0]}"
+    elif cfg.best_metric == "delta_m" and not cfg.reference_metrics:
+        raise ConfigError(f"{source}: best_metric 'delta_m' needs reference_metrics")
+    elif cfg.best_metric != "delta_m":
+        task, _, metric = cfg.best_metric.partition(".")
+        if task not in wanted or not metric:
+            raise ConfigError(f"{source}: best_metric must be 'delta_m' or '<task>.<metric>' with a task "
+                              f"of {wanted}, got '{cfg.best_metric}'")
+
+    positive = ("trBatch", "valBatch", "val_interval", "log_interval", "ckpt_interval", "num_timesteps",
+                "eval_kwargs.edge_thresholds_train", "eval_kwargs.edge_thresholds_infer")
+    for name in positive:
+        value = cfg[name] if "." not in name else cfg.eval_kwargs[name.split(".")[1]]
+        if value < 1:
+            raise ConfigError(f"{source}: key '{name}' must be >= 1, got {value}")
+    if cfg.eval_kwargs.edge_workers < 0:
+        raise ConfigError(f"{source}: key 'eval_kwargs.edge_workers' must be >= 0")
     if cfg.max_iter is not None and cfg.max_iter < 1:
         raise ConfigError(f"{source}: key 'max_iter' must be >= 1 or null, got {cfg.max_iter}")
     for name in ("train_size", "val_size"):

@@ -17,7 +17,8 @@ def square_outline(size=200):
 
 
 def ods(probability, boundary, num_thresholds=9, max_dist=0.0075):
-    counts = evaluate_image(probability.astype(np.float32), boundary, bsds_thresholds(num_thresholds), max_dist)
+    thresholds = bsds_thresholds(num_thresholds)
+    counts = evaluate_image(probability.astype(np.float32), boundary, thresholds, max_dist)
     return ods_f(torch.from_numpy(counts))
 
 
@@ -70,21 +71,12 @@ def test_hand_worked_two_thresholds():
     assert ods_f(torch.from_numpy(counts)) == pytest.approx(200 / 3)
 
 
-def meter_batch(boundaries, ignore=None):
-    """Stack (H, W) boundaries into (prediction (B, H, W), target (B, 1, H, W))."""
-    target = torch.from_numpy(np.stack(boundaries)).float()[:, None]
-    if ignore is not None:
-        target[:, 0][torch.from_numpy(ignore)] = 255.0
-    return target[:, 0].clone(), target
-
-
 def test_meter_ignores_255_and_crops_to_size():
     boundary = square_outline(200)
-    prediction, target = meter_batch([boundary])
+    target = torch.from_numpy(boundary).float()[None, None]  # (1, 1, H, W)
+    prediction = target[:, 0].clone()
     # a strong false positive inside an ignored block, and another in the padding
-    ignore = np.zeros((1, 200, 200), dtype=bool)
-    ignore[0, 0:20, 0:20] = True
-    target[:, 0][torch.from_numpy(ignore)] = 255.0
+    target[0, 0, :20, :20] = 255.0
     prediction[0, 5:15, 10] = 1.0
     padded_prediction = torch.zeros(1, 210, 210)
     padded_prediction[0, :200, :200] = prediction[0]
@@ -99,7 +91,8 @@ def test_meter_ignores_255_and_crops_to_size():
 def test_worker_pool_matches_inline_and_streams():
     rng = np.random.default_rng(0)
     boundaries = [square_outline(120) for _ in range(3)]
-    predictions = [np.roll(b, s, axis=0) * rng.uniform(0.3, 1.0, b.shape) for b, s in zip(boundaries, (0, 1, 4))]
+    predictions = [np.roll(b, shift, axis=0) * rng.uniform(0.3, 1.0, b.shape)
+                   for b, shift in zip(boundaries, (0, 1, 4))]
     target = torch.from_numpy(np.stack(boundaries)).float()[:, None]
     prediction = torch.from_numpy(np.stack(predictions)).float()
     sizes = torch.tensor([[120, 120]] * 3)

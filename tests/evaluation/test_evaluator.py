@@ -38,7 +38,8 @@ def random_batch(channels, generator, batch_size=3, size=24):
     if "edge" in channels:
         batch["edge"] = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.9).float()
     if "normals" in channels:
-        batch["normals"] = torch.nn.functional.normalize(torch.randn(batch_size, 3, size, size, generator=generator), dim=1)
+        normals = torch.randn(batch_size, 3, size, size, generator=generator)
+        batch["normals"] = torch.nn.functional.normalize(normals, dim=1)
     if "depth" in channels:
         batch["depth"] = torch.rand(batch_size, 1, size, size, generator=generator) * 5
     sizes = torch.randint(size // 2, size + 1, (batch_size, 2), generator=generator)

@@ -79,7 +79,8 @@ def test_normals_angular_error_hand_worked():
     # pixel 3: target 255 -> ignored;  pixel 4: zero target -> ignored
     # mErr = 135 / 3 = 45;  rmse = sqrt((0 + 8100 + 2025) / 3) = sqrt(3375)
     prediction = torch.tensor([[1.0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0]]).T.reshape(1, 3, 1, 5)
-    target = torch.tensor([[1.0, 0, 0], [0, 1, 0], [2, 0, 0], [255, 255, 255], [0, 0, 0]]).T.reshape(1, 3, 1, 5)
+    target = torch.tensor([[1.0, 0, 0], [0, 1, 0], [2, 0, 0], [255, 255, 255], [0, 0, 0]])
+    target = target.T.reshape(1, 3, 1, 5)
     meter = NormalsMeter(255)
     meter.update(prediction, target, full(1, 1, 5))
     result = meter.compute()

@@ -131,3 +131,15 @@ def test_shipped_configs_load():
     for path in paths:
         cfg = load_config(path, opts=["db_root=."])
         assert cfg.TASKS.NAMES
+
+
+def test_best_metric_default_and_validation(tmp_path):
+    assert load_config(write(tmp_path, BASE)).best_metric == "semseg.mIoU"
+    with_ref = BASE + "reference_metrics: {semseg: {mIoU: 50.0}}\n"
+    assert load_config(write(tmp_path, with_ref)).best_metric == "delta_m"
+    with pytest.raises(ConfigError, match="needs reference_metrics"):
+        load_config(write(tmp_path, BASE), opts=["best_metric=delta_m"])
+    with pytest.raises(ConfigError, match="best_metric"):
+        load_config(write(tmp_path, BASE), opts=["best_metric=edge.odsF"])
+    with pytest.raises(ConfigError, match="edge_thresholds_train"):
+        load_config(write(tmp_path, BASE), opts=["eval_kwargs.edge_thresholds_train=0"])
