@@ -303,6 +303,7 @@ def train(cfg, args, device, logger):
             if finished:
                 break
     bar.close()
+    evaluator.close()
     if writer is not None:
         writer.close()
     if metrics is None:
@@ -342,8 +343,9 @@ def infer(cfg, args, device, logger):
     prediction_dir = os.path.join(out_dir, "predictions") if cfg.eval_kwargs.save_predictions else None
     logger.info(f"evaluating {args.trained_model} on {len(val_set)} images "
                 f"({cfg.eval_kwargs.edge_thresholds_infer} boundary thresholds)")
-    metrics = evaluate(cfg, model, make_val_loader(cfg, val_set), build_evaluator(cfg, "infer"), device,
-                       prediction_dir=prediction_dir)
+    evaluator = build_evaluator(cfg, "infer")
+    metrics = evaluate(cfg, model, make_val_loader(cfg, val_set), evaluator, device, prediction_dir=prediction_dir)
+    evaluator.close()
     table = format_table(metrics)
     if dist_utils.is_main_process():
         os.makedirs(out_dir, exist_ok=True)

@@ -3,14 +3,18 @@ from evaluation.boundary import BoundaryMeter, resolve_workers
 from evaluation.evaluator import MultiTaskEvaluator, best_score, format_table
 from evaluation.metrics import DepthMeter, NormalsMeter, SaliencyMeter, SegmentationMeter
 from evaluation.postprocess import activate
+from utils.distributed import get_world_size
 
 MODES = ("train", "infer")
 
 
 def _boundary_meter(cfg, mode):
     num_thresholds = cfg.eval_kwargs[f"edge_thresholds_{mode}"]
+    # Boundary matching costs seconds per image: training-time validation may use a subset.
+    limit = cfg.eval_kwargs.edge_images_train if mode == "train" else 0
+    per_rank = -(-limit // get_world_size())
     return BoundaryMeter(num_thresholds, cfg.edge_maxdist, cfg.ignore_index,
-                         workers=resolve_workers(cfg.eval_kwargs.edge_workers))
+                         workers=resolve_workers(cfg.eval_kwargs.edge_workers), max_images=per_rank)
 
 
 # task -> fn(cfg, mode) -> meter

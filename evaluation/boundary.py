@@ -112,8 +112,10 @@ def resolve_workers(requested):
 class BoundaryMeter:
     """Streaming ODS F: per-threshold counts summed over images (and ranks)."""
 
-    def __init__(self, num_thresholds, max_dist, ignore_index, workers=1):
+    def __init__(self, num_thresholds, max_dist, ignore_index, workers=1, max_images=0):
         self.thresholds = bsds_thresholds(num_thresholds)
+        self.max_images = max_images  # > 0: only the first max_images images (per rank) count
+        self.seen = 0
         self.max_dist = max_dist
         self.ignore_index = ignore_index
         self.workers = workers
@@ -126,6 +128,9 @@ class BoundaryMeter:
         prediction = prediction.float().cpu().numpy()
         target = target[:, 0].cpu().numpy()
         for probability, labels, (height, width) in zip(prediction, target, sizes.tolist()):
+            if self.max_images and self.seen >= self.max_images:
+                return
+            self.seen += 1
             labels = labels[:height, :width]
             probability = np.where(labels == self.ignore_index, 0.0, probability[:height, :width])
             self._submit(probability.astype(np.float32), labels == 1)
@@ -156,6 +161,7 @@ class BoundaryMeter:
     def reset(self):
         self._collect()
         self.counts.zero_()
+        self.seen = 0
 
     def compute(self):
         self._collect()

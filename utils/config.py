@@ -88,6 +88,7 @@ DEFAULTS = {
     "eval_kwargs": {
         "edge_thresholds_train": 9,
         "edge_thresholds_infer": 99,
+        "edge_images_train": 0,  # > 0: boundary ODS-F on the first N val images during training
         "edge_workers": 0,  # boundary-matching processes; 0 = the CPU cores shared among local ranks
         "edge_maxdist": None,  # null = the dataset's standard tolerance
         "save_predictions": False,  # run_mode=infer: write per-image PNGs
@@ -228,8 +229,9 @@ def derive(cfg, source):
         value = cfg[name] if "." not in name else cfg.eval_kwargs[name.split(".")[1]]
         if value < 1:
             raise ConfigError(f"{source}: key '{name}' must be >= 1, got {value}")
-    if cfg.eval_kwargs.edge_workers < 0:
-        raise ConfigError(f"{source}: key 'eval_kwargs.edge_workers' must be >= 0")
+    for name in ("edge_workers", "edge_images_train"):
+        if cfg.eval_kwargs[name] < 0:
+            raise ConfigError(f"{source}: key 'eval_kwargs.{name}' must be >= 0")
     if cfg.max_iter is not None and cfg.max_iter < 1:
         raise ConfigError(f"{source}: key 'max_iter' must be >= 1 or null, got {cfg.max_iter}")
     for name in ("train_size", "val_size"):

@@ -109,3 +109,24 @@ def test_worker_pool_matches_inline_and_streams():
     finally:
         pooled.close()
     assert 0 < inline.compute()["odsF"] < 100
+
+
+def test_max_images_limits_the_images_that_count():
+    import torch
+
+    from evaluation.boundary import BoundaryMeter
+
+    target = torch.zeros(3, 1, 16, 16)
+    target[:, :, 8, :] = 1
+    prediction = torch.zeros(3, 16, 16)
+    prediction[0, 8, :] = 1.0  # only the first image is predicted right
+    sizes = torch.tensor([[16, 16]] * 3)
+    limited = BoundaryMeter(3, 0.0075, 255, workers=1, max_images=1)
+    limited.update(prediction, target, sizes)
+    assert limited.compute()["odsF"] == pytest.approx(100.0)
+    every = BoundaryMeter(3, 0.0075, 255, workers=1)
+    every.update(prediction, target, sizes)
+    assert every.compute()["odsF"] < 100.0
+    limited.reset()
+    limited.update(prediction[1:], target[1:], sizes[1:])
+    assert limited.compute()["odsF"] == 0.0
