@@ -111,7 +111,8 @@ def _worker_init(_):
 def make_val_loader(cfg, dataset):
     sampler = dist_utils.ShardSampler(len(dataset))
     return DataLoader(dataset, batch_size=cfg.valBatch, sampler=sampler, num_workers=cfg.nworkers,
-                      pin_memory=torch.cuda.is_available(), drop_last=False, worker_init_fn=_worker_init)
+                      pin_memory=torch.cuda.is_available(), drop_last=False, worker_init_fn=_worker_init,
+                      generator=torch.Generator())
 
 
 def to_device(batch, device):
@@ -187,7 +188,10 @@ def train(cfg, args, device, logger):
     val_set = build_dataset(cfg, "val")
     sampler = dist_utils.ResumableDistributedSampler(len(train_set), cfg.trBatch, cfg.seed)
     train_loader = DataLoader(train_set, batch_size=cfg.trBatch, sampler=sampler, num_workers=cfg.nworkers,
-                              pin_memory=device.type == "cuda", drop_last=True, worker_init_fn=_worker_init)
+                              pin_memory=device.type == "cuda", drop_last=True, worker_init_fn=_worker_init,
+                              # Its own generator: starting an epoch (or a resumed one) must not
+                              # draw from the global RNG that the diffusion noise uses.
+                              generator=torch.Generator())
     val_loader = make_val_loader(cfg, val_set)
     iters_per_epoch = sampler.batches_per_epoch
     total_iters = cfg.max_iter or cfg.epochs * iters_per_epoch
@@ -257,15 +261,17 @@ def train(cfg, args, device, logger):
             with autocast(cfg, device):
                 outputs = model(batch["image"], batch["task_mask"])
                 loss, per_task = criterion(outputs, batch)
-            if dist_utils.broadcast_flag(not torch.isfinite(loss).item()):
-                raise TrainingDiverged(
-                    f"loss is {loss.item()} at iteration {iteration + 1}; stopping. The last good "
-                    f"checkpoint is {last_path if os.path.isfile(last_path) else '(none yet)'}; "
-                    "lower optimizer_kwargs.lr or check the data")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_param.max_norm,
                                                        cfg.grad_clip_param.norm_type)
+            # Checked before the step, so the weights (and last.pth) stay finite.
+            if dist_utils.broadcast_flag(not (torch.isfinite(loss) and torch.isfinite(grad_norm)).item()):
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} (gradient norm {grad_norm.item()}) at iteration {iteration + 1}; "
+                    f"stopping. The last good checkpoint is "
+                    f"{last_path if os.path.isfile(last_path) else '(none yet)'}; lower optimizer_kwargs.lr "
+                    "or check the data")
             optimizer.step()
             scheduler.step()
             iteration += 1

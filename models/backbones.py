@@ -67,15 +67,16 @@ class ViTBackbone(nn.Module):
     def __init__(self, name, num_taps=4, pretrained=None, drop_path_rate=0.0):
         super().__init__()
         kwargs = {"num_classes": 0, "dynamic_img_size": True, "drop_path_rate": drop_path_rate}
-        if pretrained:
+        if not pretrained:
+            self.vit = timm.create_model(name, pretrained=False, **kwargs)
+        else:
             _check_file(pretrained)
             # a local file only; timm's own .npz reader for the original JAX checkpoints
-            kwargs["pretrained_cfg_overlay"] = {"file": pretrained, "source": "",
-                                                "custom_load": pretrained.endswith(".npz")}
-        try:
-            self.vit = timm.create_model(name, pretrained=bool(pretrained), **kwargs)
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(f"{pretrained}: cannot load {name} weights: {err}") from None
+            overlay = {"file": pretrained, "source": "", "custom_load": pretrained.endswith(".npz")}
+            try:
+                self.vit = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+            except (RuntimeError, KeyError, ValueError) as err:
+                raise CheckpointError(f"{pretrained}: cannot load {name} weights: {err}") from None
         depth = len(self.vit.blocks)
         if not 1 <= num_taps <= depth:
             raise ConfigError(f"backbone_kwargs.num_taps must be in 1..{depth} for {name}, got {num_taps}")
@@ -92,7 +93,8 @@ class ViTBackbone(nn.Module):
 
 
 def build_backbone(name, pretrained=None, drop_path_rate=0.0, num_taps=4):
-    """ResNet-18/50 (torchvision) or any timm ViT by name (e.g. vit_small_patch16_384)."""
+    """ResNet-18/50 (torchvision; always its 4 stages, num_taps unused) or any timm ViT by name
+    (e.g. vit_small_patch16_384)."""
     if name in RESNET_CHANNELS:
         if drop_path_rate:
             raise ConfigError(f"backbone_kwargs.drop_path_rate is not supported by {name}; set it to 0")

@@ -124,11 +124,13 @@ class DiffusionMTL(nn.Module):
         batch_size, _, height, width = images.shape
         features, prelim = self.forward_preliminary(images)
         pairs = self._pairs(task_mask, batch_size, images.device)
-        condition_tokens = self._condition_tokens(features, prelim, pairs)
-        start_maps = prelim if self.variant == "prediction" else features
-        refined = self._reverse_chain({t: start_maps[t][idx] for t, idx in pairs.items()}, condition_tokens)
-        if self.variant == "feature":
-            refined = self.denoiser.head(refined)
+        refined = {}
+        if pairs:
+            condition_tokens = self._condition_tokens(features, prelim, pairs)
+            start_maps = prelim if self.variant == "prediction" else features
+            refined = self._reverse_chain({t: start_maps[t][idx] for t, idx in pairs.items()}, condition_tokens)
+            if self.variant == "feature":
+                refined = self.denoiser.head(refined)
 
         prelim = {t: resize(p, (height, width)) for t, p in prelim.items()}
         final = {}

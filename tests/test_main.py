@@ -148,7 +148,7 @@ def test_diverging_loss_stops_with_a_message(db_root, tmp_path):
     proc = run_main(["--config_exp", "configs/demo.yml"], opts, expect=2)
     assert "loss is" in proc.stderr and "last good checkpoint" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert torch.isfinite(torch.stack([v.float().sum() for v in weights(tmp_path / "demo" / "last.pth").values()])).all()
+    assert all(torch.isfinite(v.float()).all() for v in weights(tmp_path / "demo" / "last.pth").values())
 
 
 def test_bad_inputs_are_one_line_errors(db_root, tmp_path):

@@ -72,6 +72,14 @@ def test_partial_labels_run_only_labelled_pairs():
     assert params["prelim_heads.edge.weight"].grad is None
 
 
+def test_batch_without_labels_skips_the_refinement():
+    model = tiny_model().train()
+    calls = count_denoiser_calls(model)
+    out = model(torch.randn(2, 3, 32, 32), torch.zeros(2, 5, dtype=torch.bool))
+    assert calls == [] and all((v == 0).all() for v in out["final"].values())
+    assert out["prelim"]["semseg"].requires_grad
+
+
 def test_pair_batching_matches_full_evaluation():
     model = tiny_model().eval()
     images = torch.randn(3, 3, 64, 64)
