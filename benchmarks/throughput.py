@@ -54,9 +54,8 @@ def counted_flops(fn):
     return counter.get_total_flops()
 
 
-def matmul_flops_per_s(device, dtype, iters=5):
-    """Rate of one large square matmul, the yardstick of the achieved FLOP/s."""
-    n = 8192 if device.type == "cuda" else 2048
+def matmul_flops_per_s(device, dtype, n, iters=5):
+    """Rate of an (n x n) @ (n x n) matmul, the yardstick of the achieved FLOP/s."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     a @ b
     return 2 * n ** 3 / median_seconds(lambda: a @ b, iters, device)
@@ -90,7 +89,7 @@ def peak_memory_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
 
 
-def run(cfg, batch_size, size, device, iters, warmup, channels_last):
+def run(cfg, batch_size, size, device, iters, warmup, channels_last, matmul_size):
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
@@ -121,7 +120,7 @@ def run(cfg, batch_size, size, device, iters, warmup, channels_last):
     for name, fn, train in (("train", train_step, True), ("infer", inference, False),
                             ("prelim", preliminary, False)):
         model.train(train)
-        matmul_rates.append(matmul_flops_per_s(device, dtype))
+        matmul_rates.append(matmul_flops_per_s(device, dtype, matmul_size))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         flops = counted_flops(fn)
@@ -130,7 +129,7 @@ def run(cfg, batch_size, size, device, iters, warmup, channels_last):
         seconds = median_seconds(fn, iters, device)
         result[name] = {"images_per_s": batch_size / seconds, "flops_per_image": flops / batch_size,
                         "flops_per_s": flops / seconds, "peak_memory_mb": peak_memory_mb(device)}
-    matmul_rates.append(matmul_flops_per_s(device, dtype))
+    matmul_rates.append(matmul_flops_per_s(device, dtype, matmul_size))
     matmul = max(matmul_rates)  # the best of the timings spread over the run: other load only slows it
 
     line = {"config": cfg.version_name, "backbone": cfg.backbone, "variant": cfg.model_kwargs.variant,
@@ -139,7 +138,7 @@ def run(cfg, batch_size, size, device, iters, warmup, channels_last):
             "matmul_gflop_per_s": round(matmul / 1e9, 2)}
     for name, values in result.items():
         line[f"{name}_images_per_s"] = round(values["images_per_s"], 4)
-        line[f"{name}_gflop_per_image"] = round(values["flops_per_image"] / 1e9, 2)
+        line[f"{name}_gflop_per_image"] = round(values["flops_per_image"] / 1e9, 3)
         line[f"{name}_matmul_fraction"] = round(values["flops_per_s"] / matmul, 3)
         line[f"{name}_peak_memory_mb"] = round(values["peak_memory_mb"], 1)
     line["decoder_flop_ratio"] = round(result["infer"]["flops_per_image"] / result["prelim"]["flops_per_image"], 3)
@@ -156,6 +155,7 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations (the first counts FLOPs)")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument("--matmul-size", type=int, default=None, help="yardstick matmul size (8192 GPU, 2048 CPU)")
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides key=value")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -167,8 +167,9 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     torch.manual_seed(0)
+    matmul_size = args.matmul_size or (8192 if args.device == "cuda" else 2048)
     line = run(cfg, args.batch, args.size, torch.device(args.device), args.iters, max(args.warmup, 1),
-               args.channels_last)
+               args.channels_last, matmul_size)
     print(json.dumps(line))
     return 0
 

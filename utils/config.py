@@ -229,6 +229,16 @@ def derive(cfg, source):
         value = cfg[name] if "." not in name else cfg.eval_kwargs[name.split(".")[1]]
         if value < 1:
             raise ConfigError(f"{source}: key '{name}' must be >= 1, got {value}")
+    model_kwargs = cfg.model_kwargs
+    for name in ("embed_dim", "fuse_stride", "token_stride", "num_heads"):
+        if model_kwargs[name] < 1:
+            raise ConfigError(f"{source}: key 'model_kwargs.{name}' must be >= 1, got {model_kwargs[name]}")
+    for name in ("denoiser_depth", "prelim_blocks", "head_convs"):
+        if model_kwargs[name] < 0:
+            raise ConfigError(f"{source}: key 'model_kwargs.{name}' must be >= 0, got {model_kwargs[name]}")
+    if model_kwargs.embed_dim % model_kwargs.num_heads:
+        raise ConfigError(f"{source}: model_kwargs.embed_dim ({model_kwargs.embed_dim}) must be divisible "
+                          f"by model_kwargs.num_heads ({model_kwargs.num_heads})")
     for name in ("edge_workers", "edge_images_train"):
         if cfg.eval_kwargs[name] < 0:
             raise ConfigError(f"{source}: key 'eval_kwargs.{name}' must be >= 0")

@@ -16,7 +16,7 @@ def make_betas(schedule, num_timesteps, beta_start, beta_end):
         return torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_timesteps, dtype=torch.float64) ** 2
     if schedule == "linear":
         return torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
-    if schedule == "cosine":  # Nichol & Dhariwal 2021, eq. 17, s = 0.008
+    if schedule == "cosine":  # Nichol & Dhariwal 2021, eq. 17, s = 0.008; beta_start/end unused
         steps = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
         alpha_bar = torch.cos((steps + 0.008) / 1.008 * math.pi / 2) ** 2
         return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)

@@ -55,6 +55,7 @@ def test_posterior_and_reverse_step():
     mean, var, _ = diffusion.q_posterior(x0, x_t, t)
     torch.testing.assert_close(mean, coef1 * x0 + coef2 * x_t)
     torch.testing.assert_close(var, torch.tensor(variance))
-    torch.testing.assert_close(diffusion.p_step(x0, x_t, t, noise), coef1 * x0 + coef2 * x_t + math.sqrt(variance) * noise)
+    expected = coef1 * x0 + coef2 * x_t + math.sqrt(variance) * noise
+    torch.testing.assert_close(diffusion.p_step(x0, x_t, t, noise), expected)
     # the last step returns the x0 estimate, without noise
     torch.testing.assert_close(diffusion.p_step(x0, x_t, 0, noise), x0)

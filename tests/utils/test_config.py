@@ -143,3 +143,13 @@ def test_best_metric_default_and_validation(tmp_path):
         load_config(write(tmp_path, BASE), opts=["best_metric=edge.odsF"])
     with pytest.raises(ConfigError, match="edge_thresholds_train"):
         load_config(write(tmp_path, BASE), opts=["eval_kwargs.edge_thresholds_train=0"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("model_kwargs.embed_dim=30", "num_heads"),
+    ("model_kwargs.fuse_stride=0", "fuse_stride"),
+    ("model_kwargs.denoiser_depth=-1", "denoiser_depth"),
+])
+def test_model_shape_checks(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key):
+        load_config(write(tmp_path, BASE), opts=[override])
