@@ -64,9 +64,15 @@ class ViTBackbone(nn.Module):
     The final norm is applied to the last tap, as in the classifier's features.
     """
 
-    def __init__(self, name, num_taps=4, pretrained=None, drop_path_rate=0.0):
+    def __init__(self, name, num_taps=4, pretrained=None, drop_path_rate=0.0, patch_size=None, depth=None):
         super().__init__()
         kwargs = {"num_classes": 0, "dynamic_img_size": True, "drop_path_rate": drop_path_rate}
+        # Architecture overrides (e.g. the demo's small-patch, shallow ViT); timm resamples a
+        # pretrained patch embedding to a different patch size.
+        if patch_size is not None:
+            kwargs["patch_size"] = patch_size
+        if depth is not None:
+            kwargs["depth"] = depth
         if not pretrained:
             self.vit = timm.create_model(name, pretrained=False, **kwargs)
         else:
@@ -92,14 +98,15 @@ class ViTBackbone(nn.Module):
         return maps[:-1] + [last]
 
 
-def build_backbone(name, pretrained=None, drop_path_rate=0.0, num_taps=4):
+def build_backbone(name, pretrained=None, drop_path_rate=0.0, num_taps=4, patch_size=None, depth=None):
     """ResNet-18/50 (torchvision; always its 4 stages, num_taps unused) or any timm ViT by name
-    (e.g. vit_small_patch16_384)."""
+    (e.g. vit_small_patch16_384), optionally with another patch size or number of blocks."""
     if name in RESNET_CHANNELS:
-        if drop_path_rate:
-            raise ConfigError(f"backbone_kwargs.drop_path_rate is not supported by {name}; set it to 0")
+        for key, value in (("drop_path_rate", drop_path_rate), ("patch_size", patch_size), ("depth", depth)):
+            if value:
+                raise ConfigError(f"backbone_kwargs.{key} is not supported by {name}; remove it")
         return ResNetBackbone(name, pretrained)
     if name.split(".")[0] in VIT_NAMES:
-        return ViTBackbone(name, num_taps, pretrained, drop_path_rate)
+        return ViTBackbone(name, num_taps, pretrained, drop_path_rate, patch_size, depth)
     raise ConfigError(f"unknown backbone '{name}': use one of {sorted(RESNET_CHANNELS)} "
                       f"or a timm ViT name such as vit_small_patch16_384")

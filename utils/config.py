@@ -37,7 +37,13 @@ DEFAULTS = {
     "scheduler_kwargs": {"power": 0.9},
     "model": "DiffusionMTL",
     "backbone": "resnet18",
-    "backbone_kwargs": {"pretrained": None, "drop_path_rate": 0.0, "num_taps": 4},
+    "backbone_kwargs": {
+        "pretrained": None,  # local weight file; nothing is downloaded
+        "drop_path_rate": 0.0,
+        "num_taps": 4,  # ViT: blocks tapped as feature maps
+        "patch_size": None,  # ViT: override the model's patch size
+        "depth": None,  # ViT: override the number of blocks
+    },
     "model_kwargs": {
         "embed_dim": 512,
         "fuse_stride": 8,  # all backbone maps are resized to this stride
@@ -104,6 +110,8 @@ TYPES = {
     "db_root": (str, type(None)),
     "max_iter": (int, type(None)),
     "backbone_kwargs.pretrained": (str, type(None)),
+    "backbone_kwargs.patch_size": (int, type(None)),
+    "backbone_kwargs.depth": (int, type(None)),
     "partial_labels_file": (str, type(None)),
     "eval_kwargs.edge_maxdist": (float, type(None)),
     "best_metric": (str, type(None)),

@@ -59,3 +59,13 @@ def test_bad_names_and_paths(tmp_path):
             build_backbone(name, pretrained=missing)
     with pytest.raises(ConfigError, match="num_taps"):
         build_backbone("vit_tiny_patch16_384", num_taps=13)
+
+
+def test_vit_patch_size_and_depth_overrides():
+    backbone = build_backbone("vit_tiny_patch16_384", num_taps=3, patch_size=8, depth=6).eval()
+    assert len(backbone.vit.blocks) == 6 and backbone.strides == [8, 8, 8]
+    assert backbone.taps == [1, 3, 5]
+    maps = backbone(torch.randn(1, 3, 64, 96))
+    assert [tuple(m.shape) for m in maps] == [(1, 192, 8, 12)] * 3
+    with pytest.raises(ConfigError, match="patch_size"):
+        build_backbone("resnet18", patch_size=8)
