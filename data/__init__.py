@@ -9,7 +9,6 @@ from data.partial_labels import build_task_masks
 from data.pascal_context import PascalContext
 from data.transforms import TrainTransform, ValTransform
 from utils.errors import DataError
-from utils.tasks import IGNORE_INDEX
 
 DATASETS = {"PASCALContext": PascalContext, "NYUD": NYUD, "NYUD_MTAN": NYUDMTAN}
 
@@ -18,8 +17,8 @@ SYNTHETIC_LAYOUTS = {"PASCALContext": "pascal", "NYUD": "nyud", "NYUD_MTAN": "ny
 
 
 class PartiallyLabelled(Dataset):
-    """A raw loader plus a (N, T) task mask: targets of unlabelled tasks are set to 255
-    before `transform`, so every later step (scaling, padding) keeps them all-ignore.
+    """A raw loader plus a (N, T) task mask: targets of unlabelled tasks are not decoded but
+    all-255 maps before `transform`, so every later step (scaling, padding) keeps them ignored.
 
     With `augment_seed` set (training), the augmentation of sample i in epoch e draws
     from a generator seeded with (seed, e, i): it does not depend on the worker, the
@@ -42,11 +41,8 @@ class PartiallyLabelled(Dataset):
         return len(self.loader)
 
     def __getitem__(self, index):
-        sample = self.loader[index]
         task_mask = self.task_masks[index]
-        for task, labelled in zip(self.tasks, task_mask):
-            if not labelled:
-                sample[task] = np.full_like(sample[task], IGNORE_INDEX)
+        sample = self.loader.load(index, tasks=[t for t, labelled in zip(self.tasks, task_mask) if labelled])
         sample["task_mask"] = task_mask
         if self.augment_seed is None:
             return self.transform(sample)

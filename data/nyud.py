@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from data.readers import (check_shape, check_tasks, first_existing, read_image, read_npy,
-                          read_split, require_dir)
+from data.readers import (check_shape, check_tasks, first_existing, ignore_target,
+                          read_image, read_npy, read_split, require_dir)
 from utils.errors import DataError
 from utils.tasks import DATASET_TASKS, IGNORE_INDEX
 
@@ -80,16 +80,18 @@ class NYUD:
         check_shape(edge, shape, path, sample_id)
         return (edge.astype(np.float32) / 255.0 > 0.5).astype(np.uint8)
 
-    def load(self, index):
-        """The raw sample, before `transform`."""
+    def load(self, index, tasks=None):
+        """The raw sample, before `transform`; tasks outside `tasks` (default: all) are
+        all-ignore maps, not decoded."""
         sample_id = self.ids[index]
+        decode = self.tasks if tasks is None else tasks
         path = first_existing([self._path("images", sample_id, ".png"),
                                self._path("images", sample_id, ".jpg")], sample_id)
         image = read_image(path, sample_id, mode="RGB")
         shape = image.shape[:2]
         sample = {"image": image}
         for task in self.tasks:
-            sample[task] = self._decoders[task](sample_id, shape)
+            sample[task] = self._decoders[task](sample_id, shape) if task in decode else ignore_target(task, shape)
         sample["meta"] = {"id": sample_id, "size": shape}
         return sample
 
@@ -172,14 +174,16 @@ class NYUDMTAN:
         normals[(normals == 0).all(axis=2)] = IGNORE_INDEX
         return normals
 
-    def load(self, index):
-        """The raw sample, before `transform`."""
+    def load(self, index, tasks=None):
+        """The raw sample, before `transform`; tasks outside `tasks` (default: all) are
+        all-ignore maps, not decoded."""
         sample_id = self.ids[index]
+        decode = self.tasks if tasks is None else tasks
         image = self._image(sample_id)
         shape = image.shape[:2]
         sample = {"image": image}
         for task in self.tasks:
-            sample[task] = self._decoders[task](sample_id, shape)
+            sample[task] = self._decoders[task](sample_id, shape) if task in decode else ignore_target(task, shape)
         sample["meta"] = {"id": sample_id, "size": shape}
         return sample
 

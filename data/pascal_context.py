@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 from skimage.morphology import thin
 
-from data.readers import (check_shape, check_tasks, first_existing, read_image, read_mat,
-                          read_split, require_dir)
+from data.readers import (check_shape, check_tasks, first_existing, ignore_target,
+                          read_image, read_mat, read_split, require_dir)
 from utils.errors import DataError
 from utils.tasks import DATASET_TASKS, IGNORE_INDEX
 
@@ -193,17 +193,20 @@ class PascalContext:
     def _edge(self, sample_id, shape, label_map):
         return label_boundaries(label_map)
 
-    def load(self, index):
-        """The raw sample, before `transform`."""
+    def load(self, index, tasks=None):
+        """The raw sample, before `transform`. Only `tasks` (default: all) are decoded; the
+        others are all-ignore maps (unlabelled tasks cost no .mat read or thinning)."""
         sample_id = self.ids[index]
+        decode = self.tasks if tasks is None else tasks
         image = read_image(self._path("JPEGImages", f"{sample_id}.jpg"), sample_id, mode="RGB")
         shape = image.shape[:2]
         sample = {"image": image}
         label_map = None
-        if "edge" in self.tasks or "normals" in self.tasks:
+        if "edge" in decode or "normals" in decode:
             label_map = self._label_map(sample_id, shape)
         for task in self.tasks:
-            sample[task] = self._decoders[task](sample_id, shape, label_map)
+            sample[task] = (self._decoders[task](sample_id, shape, label_map) if task in decode
+                            else ignore_target(task, shape))
         sample["meta"] = {"id": sample_id, "size": shape}
         return sample
 

@@ -7,6 +7,7 @@ import scipy.io
 from PIL import Image
 
 from utils.errors import DataError
+from utils.tasks import IGNORE_INDEX
 
 
 def require_dir(path, what):
@@ -94,3 +95,12 @@ def check_shape(array, shape, path, sample_id):
     if array.shape[:2] != tuple(shape):
         raise DataError(f"{path} (sample {sample_id!r}) is {array.shape[0]}x{array.shape[1]}, "
                         f"the image is {shape[0]}x{shape[1]}")
+
+
+def ignore_target(task, shape):
+    """The raw target of a task that is not decoded (unlabelled): all ignore, never zero."""
+    if task == "normals":
+        return np.full((*shape, 3), IGNORE_INDEX, np.float32)
+    if task == "depth":
+        return np.full(shape, IGNORE_INDEX, np.float32)
+    return np.full(shape, IGNORE_INDEX, np.uint8)

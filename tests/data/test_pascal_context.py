@@ -232,3 +232,18 @@ def test_bad_files_name_the_file_and_sample(root, task, relative, damage):
         path.write_bytes(path.read_bytes()[:40])  # truncated
     message = _error(dataset.__getitem__, index)
     assert sample_id in message and str(path) in message
+
+
+def test_only_requested_tasks_are_decoded(root):
+    import shutil
+
+    shutil.rmtree(os.path.join(root, "pascal-context"))  # no LabelMap: edge / normals unreadable
+    shutil.rmtree(os.path.join(root, "human_parts"))
+    dataset = PascalContext(root, "train", ["semseg", "sal", "normals", "edge"])
+    sample = dataset.load(0, tasks=["semseg"])
+    assert sample["semseg"].dtype == np.uint8 and (sample["semseg"] != 255).any()
+    assert (sample["sal"] == 255).all() and sample["sal"].dtype == np.uint8
+    assert sample["normals"].shape == sample["image"].shape and (sample["normals"] == 255).all()
+    assert (sample["edge"] == 255).all()
+    with pytest.raises(DataError, match="pascal-context"):
+        dataset.load(0)
