@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data import build_dataset
+from data.datasets import build_dataset
 from evaluation import best_score, build_evaluator, format_table
 from evaluation.export import save_prediction_png
 from evaluation.postprocess import activate
@@ -247,6 +247,10 @@ def train(cfg, args, device, logger):
 
     iteration = start_iter
     metrics = None
+    if cfg.eval_at_start and start_iter == 0:
+        # The untrained model's scores: the baseline that shows what training achieved.
+        baseline = evaluate(cfg, model, val_loader, evaluator, device)
+        logger.info(f"evaluation at iteration 0 (untrained):\n{format_table(baseline)}")
     bar = tqdm(total=total_iters, initial=start_iter, desc="train", dynamic_ncols=True,
                disable=not dist_utils.is_main_process())
     started = time.time()

@@ -60,6 +60,7 @@ def test_demo_config_trains_evaluates_and_writes_the_run_folder(db_root, tmp_pat
     ckpt = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=True)
     assert ckpt["iteration"] == 4
     log = (run_dir / "log.txt").read_text()
+    assert "evaluation at iteration 0 (untrained)" in log  # demo.yml: eval_at_start
     assert "evaluation at iteration 2" in log and "evaluation at iteration 4" in log
     assert "mIoU" in proc.stdout
 

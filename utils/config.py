@@ -29,6 +29,7 @@ DEFAULTS = {
     "epochs": 100,  # used when max_iter is null
     "max_iter": None,
     "val_interval": 1000,  # iterations between evaluations
+    "eval_at_start": False,  # also evaluate the untrained model (a baseline for the log)
     "log_interval": 20,  # iterations between log lines / TensorBoard scalars
     "ckpt_interval": 500,  # iterations between last.pth writes (also at every eval)
     "optimizer": "adam",

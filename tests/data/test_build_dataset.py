@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from data import build_dataset
+from data.datasets import build_dataset
 from data.partial_labels import generate, save_json, train_ids
 from data.synthetic import generate as generate_synthetic
 from utils.config import load_config

@@ -1,0 +1,72 @@
+"""Datasets by name: `build_dataset(cfg, split)` returns the samples of docs/conventions.md."""
+import os
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from data.nyud import NYUD, NYUDMTAN
+from data.partial_labels import build_task_masks
+from data.pascal_context import PascalContext
+from data.transforms import TrainTransform, ValTransform
+from utils.errors import DataError
+
+DATASETS = {"PASCALContext": PascalContext, "NYUD": NYUD, "NYUD_MTAN": NYUDMTAN}
+
+# `python -m data.synthetic --layout ...` for each dataset, named in error messages.
+SYNTHETIC_LAYOUTS = {"PASCALContext": "pascal", "NYUD": "nyud", "NYUD_MTAN": "nyud_mtan"}
+
+
+class PartiallyLabelled(Dataset):
+    """A raw loader plus a (N, T) task mask: targets of unlabelled tasks are not decoded but
+    all-255 maps before `transform`, so every later step (scaling, padding) keeps them ignored.
+
+    With `augment_seed` set (training), the augmentation of sample i in epoch e draws
+    from a generator seeded with (seed, e, i): it does not depend on the worker, the
+    number of workers or processes, or where in the epoch a resumed run starts.
+    """
+
+    def __init__(self, loader, transform, task_masks, tasks, augment_seed=None):
+        self.loader = loader
+        self.transform = transform
+        self.task_masks = task_masks  # (N, T) bool, columns in `tasks` order
+        self.tasks = list(tasks)
+        self.ids = loader.ids
+        self.augment_seed = augment_seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getitem__(self, index):
+        task_mask = self.task_masks[index]
+        sample = self.loader.load(index, tasks=[t for t, labelled in zip(self.tasks, task_mask) if labelled])
+        sample["task_mask"] = task_mask
+        if self.augment_seed is None:
+            return self.transform(sample)
+        return self.transform(sample, rng=np.random.default_rng([self.augment_seed, self.epoch, index]))
+
+
+def build_dataset(cfg, split):
+    """The 'train' (augmented, partially labelled) or 'val' (padded, fully labelled) dataset."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    name = cfg.train_db_name if split == "train" else cfg.val_db_name
+    root = cfg.train_db_dir if split == "train" else cfg.val_db_dir
+    if not os.path.isdir(root):
+        raise DataError(f"dataset folder not found: {root}; set db_root to the folder holding "
+                        f"'{os.path.basename(root)}', or create a small synthetic one with "
+                        f"`python -m data.synthetic --layout {SYNTHETIC_LAYOUTS[name]} "
+                        f"--out {os.path.dirname(root) or '.'}`")
+    tasks = cfg.TASKS.NAMES
+    loader = DATASETS[name](root, split, tasks)
+    if split == "train":
+        transform = TrainTransform(tasks, cfg.train_size)
+        task_masks = build_task_masks(cfg, loader.ids)
+    else:
+        transform = ValTransform(tasks, cfg.val_size)
+        task_masks = np.ones((len(loader.ids), len(tasks)), dtype=bool)
+    return PartiallyLabelled(loader, transform, task_masks, tasks,
+                             augment_seed=cfg.seed if split == "train" else None)
