@@ -61,10 +61,9 @@ def all_reduce_sum(tensors):
     """Sum each tensor in place across ranks (metric states, loss sums)."""
     if not is_distributed():
         return tensors
+    device = _comm_device()  # CPU for gloo, the current GPU for nccl
     for tensor in tensors:
-        # gloo has no float64 on some builds' reduce paths for CUDA; tensors live where
-        # the backend wants them: CPU for gloo, the current GPU for nccl.
-        target = tensor.to(_comm_device()) if tensor.device != _comm_device() else tensor
+        target = tensor.to(device)  # the tensor itself when it already lives there
         dist.all_reduce(target, op=dist.ReduceOp.SUM)
         if target is not tensor:
             tensor.copy_(target)
