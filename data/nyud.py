@@ -25,7 +25,32 @@ def _depth_2d(depth, path, sample_id):
     return depth.astype(np.float32)
 
 
-class NYUD:
+class _NYUDLoader:
+    """What both layouts share: `load` decodes the image and the requested tasks through
+    the subclass's `_image` and `_decoders`; `[i]` applies `transform`."""
+
+    def __len__(self):
+        return len(self.ids)
+
+    def load(self, index, tasks=None):
+        """The raw sample, before `transform`; tasks outside `tasks` (default: all) are
+        all-ignore maps, not decoded."""
+        sample_id = self.ids[index]
+        decode = self.tasks if tasks is None else tasks
+        image = self._image(sample_id)
+        shape = image.shape[:2]
+        sample = {"image": image}
+        for task in self.tasks:
+            sample[task] = self._decoders[task](sample_id, shape) if task in decode else ignore_target(task, shape)
+        sample["meta"] = {"id": sample_id, "size": shape}
+        return sample
+
+    def __getitem__(self, index):
+        sample = self.load(index)
+        return self.transform(sample) if self.transform is not None else sample
+
+
+class NYUD(_NYUDLoader):
     """Multi-task layout: `root` is the NYUDv2 folder with images/, segmentation/, depth/,
     normals/, edge/ and gt_sets/{train,val}.txt."""
 
@@ -40,9 +65,6 @@ class NYUD:
         # task -> decoder(sample_id, image (H, W)) -> raw target
         self._decoders = {"semseg": self._semseg, "depth": self._depth,
                           "normals": self._normals, "edge": self._edge}
-
-    def __len__(self):
-        return len(self.ids)
 
     def _path(self, folder, sample_id, ext):
         return os.path.join(self.root, folder, f"{sample_id}{ext}")
@@ -80,27 +102,13 @@ class NYUD:
         check_shape(edge, shape, path, sample_id)
         return (edge.astype(np.float32) / 255.0 > 0.5).astype(np.uint8)
 
-    def load(self, index, tasks=None):
-        """The raw sample, before `transform`; tasks outside `tasks` (default: all) are
-        all-ignore maps, not decoded."""
-        sample_id = self.ids[index]
-        decode = self.tasks if tasks is None else tasks
+    def _image(self, sample_id):
         path = first_existing([self._path("images", sample_id, ".png"),
                                self._path("images", sample_id, ".jpg")], sample_id)
-        image = read_image(path, sample_id, mode="RGB")
-        shape = image.shape[:2]
-        sample = {"image": image}
-        for task in self.tasks:
-            sample[task] = self._decoders[task](sample_id, shape) if task in decode else ignore_target(task, shape)
-        sample["meta"] = {"id": sample_id, "size": shape}
-        return sample
-
-    def __getitem__(self, index):
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
+        return read_image(path, sample_id, mode="RGB")
 
 
-class NYUDMTAN:
+class NYUDMTAN(_NYUDLoader):
     """MTAN layout: `root` is the nyuv2 folder with {train,val}/{image,label,depth,normal}/
     <index>.npy. Images are float (H, W, 3) in [0, 1] (uint8 or 0..255 floats are accepted
     too); labels are class ids with -1 = ignore; depth 0 = invalid; normals in [-1, 1],
@@ -124,9 +132,6 @@ class NYUDMTAN:
             raise DataError(f"{image_dir}: file name {bad[0]}.npy is not a row index")
         self.ids = sorted(stems, key=int)
         self._decoders = {"semseg": self._semseg, "depth": self._depth, "normals": self._normals}
-
-    def __len__(self):
-        return len(self.ids)
 
     def _path(self, folder, sample_id):
         return os.path.join(self.root, self.split, folder, f"{sample_id}.npy")
@@ -173,20 +178,3 @@ class NYUDMTAN:
         normals = normals.astype(np.float32)
         normals[(normals == 0).all(axis=2)] = IGNORE_INDEX
         return normals
-
-    def load(self, index, tasks=None):
-        """The raw sample, before `transform`; tasks outside `tasks` (default: all) are
-        all-ignore maps, not decoded."""
-        sample_id = self.ids[index]
-        decode = self.tasks if tasks is None else tasks
-        image = self._image(sample_id)
-        shape = image.shape[:2]
-        sample = {"image": image}
-        for task in self.tasks:
-            sample[task] = self._decoders[task](sample_id, shape) if task in decode else ignore_target(task, shape)
-        sample["meta"] = {"id": sample_id, "size": shape}
-        return sample
-
-    def __getitem__(self, index):
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
