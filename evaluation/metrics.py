@@ -21,7 +21,16 @@ def image_region(sizes, height, width, device):
     return rows[:, :, None] & cols[:, None, :]
 
 
-class SegmentationMeter:
+class StreamingMeter:
+    """Base of the meters: their whole state is `state_tensors()` (defined by each meter),
+    sums that add across batches and ranks."""
+
+    def reset(self):
+        for tensor in self.state_tensors():
+            tensor.zero_()
+
+
+class SegmentationMeter(StreamingMeter):
     """mIoU (%) from a confusion matrix accumulated over the split.
 
     IoU_c = TP / (TP + FP + FN). Classes that appear neither in the ground truth nor in
@@ -44,9 +53,6 @@ class SegmentationMeter:
     def state_tensors(self):
         return [self.confusion]
 
-    def reset(self):
-        self.confusion.zero_()
-
     def compute(self):
         confusion = self.confusion.double()
         true_pos = confusion.diag()
@@ -57,7 +63,7 @@ class SegmentationMeter:
         return {"mIoU": (true_pos[present] / union[present]).mean().item() * 100}
 
 
-class SaliencyMeter:
+class SaliencyMeter(StreamingMeter):
     """maxF (%), beta^2 = 0.3, over thresholds on the foreground probability.
 
     As in the field's saliency evaluation (ASTMT / ATRC), precision and recall are
@@ -105,10 +111,6 @@ class SaliencyMeter:
     def state_tensors(self):
         return [self.precision_sum, self.recall_sum, self.num_images]
 
-    def reset(self):
-        for tensor in self.state_tensors():
-            tensor.zero_()
-
     def compute(self):
         num_images = int(self.num_images)
         if num_images == 0:
@@ -120,7 +122,7 @@ class SaliencyMeter:
         return {"maxF": f_measure.max().item() * 100}
 
 
-class NormalsMeter:
+class NormalsMeter(StreamingMeter):
     """Angular error (degrees) between unit vectors, pooled over the valid pixels of the split.
 
     A pixel is valid when no target channel is the ignore value and the target vector is
@@ -147,10 +149,6 @@ class NormalsMeter:
     def state_tensors(self):
         return [self.sums, self.count]
 
-    def reset(self):
-        for tensor in self.state_tensors():
-            tensor.zero_()
-
     def compute(self):
         count = int(self.count)
         if count == 0:
@@ -158,7 +156,7 @@ class NormalsMeter:
         return {"mErr": self.sums[0].item() / count, "rmse": math.sqrt(self.sums[1].item() / count)}
 
 
-class DepthMeter:
+class DepthMeter(StreamingMeter):
     """Depth RMSE and mean absolute error (metres), pooled over valid pixels of the split.
 
     A pixel is valid when its target is > 0 (measured) and not the ignore value.
@@ -180,10 +178,6 @@ class DepthMeter:
 
     def state_tensors(self):
         return [self.sums, self.count]
-
-    def reset(self):
-        for tensor in self.state_tensors():
-            tensor.zero_()
 
     def compute(self):
         count = int(self.count)
