@@ -7,12 +7,11 @@ bottom/right with 255 (the image with 0 after normalisation, i.e. the mean colou
 Validation: normalisation and padding bottom/right to `val_size`, never resizing.
 Either way `meta["size"]` is the unpadded extent, so `[:size[0], :size[1]]` is the content.
 
-Randomness: every draw comes from a `numpy.random.Generator`. `TrainTransform(sample)`
-without one seeds a fresh Generator from torch's global generator (`torch.randint`).
-DataLoader seeds torch differently in every worker from the main process's seed, so
-a fixed `torch.manual_seed` reproduces the augmentations with or without workers,
-persistent workers keep drawing fresh numbers every epoch, and numpy's global state is
-never touched. Tests pass their own Generator.
+Randomness: every draw comes from a `numpy.random.Generator` passed as `rng`. Training
+(`data.datasets.PartiallyLabelled`) passes one seeded with (seed, epoch, sample index),
+so augmentations do not depend on workers, processes or where a resumed run starts.
+Called without one, `TrainTransform` seeds a Generator from torch's global generator
+(`torch.randint`); numpy's global state is never touched.
 """
 import cv2
 import numpy as np
