@@ -33,9 +33,10 @@ class StreamingMeter:
 class SegmentationMeter(StreamingMeter):
     """mIoU (%) from a confusion matrix accumulated over the split.
 
-    IoU_c = TP / (TP + FP + FN). Classes that appear neither in the ground truth nor in
-    the prediction anywhere in the split (TP + FP + FN = 0) have no defined IoU and are
-    left out of the mean.
+    IoU_c = TP / (TP + FP + FN), and the mean runs over *all* classes: a class that
+    appears neither in the ground truth nor in the prediction anywhere in the split
+    counts 0, as the field's evaluation code has it (SPEC section 4; on PASCAL val every
+    class occurs, so this only matters on small or synthetic splits).
     """
 
     def __init__(self, num_classes, ignore_index):
@@ -54,69 +55,61 @@ class SegmentationMeter(StreamingMeter):
         return [self.confusion]
 
     def compute(self):
+        if not self.confusion.any():
+            return {"mIoU": math.nan}
         confusion = self.confusion.double()
         true_pos = confusion.diag()
         union = confusion.sum(0) + confusion.sum(1) - true_pos  # TP + FP + FN
-        present = union > 0
-        if not present.any():
-            return {"mIoU": math.nan}
-        return {"mIoU": (true_pos[present] / union[present]).mean().item() * 100}
+        iou = torch.where(union > 0, true_pos / union.clamp_min(1), torch.zeros_like(union))
+        return {"mIoU": iou.mean().item() * 100}
 
 
 class SaliencyMeter(StreamingMeter):
     """maxF (%), beta^2 = 0.3, over thresholds on the foreground probability.
 
-    As in the field's saliency evaluation (ASTMT / ATRC), precision and recall are
-    computed per image at each threshold (0 where undefined: no predicted or no true
-    foreground), averaged over images, combined into F, and the best threshold is
-    taken. A pixel is foreground at threshold t when p >= t. Images without any valid
-    pixel are not counted.
+    As the field computes it (SPEC section 4): at each threshold t (0.05, 0.10, ..., 0.95)
+    a pixel is predicted foreground when p >= t; true-positive, predicted-positive and
+    actual-positive pixel counts are pooled over the whole split, precision and recall
+    come from the pooled counts (0 where undefined), and maxF is the best F over the
+    thresholds. The public release applies a second sigmoid to p before thresholding (a
+    bug: every threshold <= 0.5 then selects every pixel); we threshold p itself.
     """
 
     BETA_SQUARED = 0.3
 
     def __init__(self, ignore_index, thresholds=None):
         if thresholds is None:
-            thresholds = torch.arange(1, 100, dtype=torch.float64) / 100  # 0.01 .. 0.99
+            thresholds = torch.arange(1, 20, dtype=torch.float64) / 20  # 0.05 .. 0.95
         self.thresholds = thresholds.float()
         self.ignore_index = ignore_index
         num_thresholds = len(self.thresholds)
-        self.precision_sum = torch.zeros(num_thresholds, dtype=torch.float64)
-        self.recall_sum = torch.zeros(num_thresholds, dtype=torch.float64)
-        self.num_images = torch.zeros(1, dtype=torch.int64)
+        self.true_pos = torch.zeros(num_thresholds, dtype=torch.int64)
+        self.predicted_pos = torch.zeros(num_thresholds, dtype=torch.int64)
+        self.counts = torch.zeros(2, dtype=torch.int64)  # actual-positive pixels, valid pixels
 
     def update(self, prediction, target, sizes):
         # prediction: (B, H, W) foreground probability; target: int64 (B, H, W) {0, 1, ignore}
-        batch_size = target.shape[0]
         num_bins = len(self.thresholds) + 1
         valid = image_region(sizes, *target.shape[1:], target.device) & (target != self.ignore_index)
         # bin k of a pixel = number of thresholds <= p; it is foreground at threshold j iff k > j
         bins = torch.bucketize(prediction.contiguous(), self.thresholds.to(prediction.device), right=True)
-        bins = bins + num_bins * torch.arange(batch_size, device=bins.device)[:, None, None]
-        bins, foreground = bins[valid], (target[valid] == 1).double()
-        pixels = torch.bincount(bins, minlength=batch_size * num_bins).view(batch_size, num_bins)
-        fg_pixels = torch.bincount(bins, weights=foreground, minlength=batch_size * num_bins)
-        fg_pixels = fg_pixels.view(batch_size, num_bins)
-        # counts of pixels with bin > j, for every threshold j: (B, K)
-        predicted_pos = pixels.flip(1).cumsum(1).flip(1)[:, 1:].double()
-        true_pos = fg_pixels.flip(1).cumsum(1).flip(1)[:, 1:]
-        actual_pos = fg_pixels.sum(1, keepdim=True)
-        precision = true_pos / predicted_pos.clamp_min(1)
-        recall = true_pos / actual_pos.clamp_min(1)
-        counted = pixels.sum(1) > 0  # (B,)
-        self.precision_sum += precision[counted].sum(0).cpu()
-        self.recall_sum += recall[counted].sum(0).cpu()
-        self.num_images += int(counted.sum())
+        bins, foreground = bins[valid], target[valid] == 1
+        pixels = torch.bincount(bins, minlength=num_bins)
+        fg_pixels = torch.bincount(bins[foreground], minlength=num_bins)
+        # counts of pixels with bin > j, for every threshold j: (K,)
+        self.predicted_pos += pixels.flip(0).cumsum(0).flip(0)[1:].cpu()
+        self.true_pos += fg_pixels.flip(0).cumsum(0).flip(0)[1:].cpu()
+        self.counts += torch.stack([foreground.sum(), pixels.sum()]).cpu()
 
     def state_tensors(self):
-        return [self.precision_sum, self.recall_sum, self.num_images]
+        return [self.true_pos, self.predicted_pos, self.counts]
 
     def compute(self):
-        num_images = int(self.num_images)
-        if num_images == 0:
+        if int(self.counts[1]) == 0:
             return {"maxF": math.nan}
-        precision = self.precision_sum / num_images
-        recall = self.recall_sum / num_images
+        true_pos = self.true_pos.double()
+        precision = true_pos / self.predicted_pos.double().clamp_min(1)
+        recall = true_pos / self.counts[0].double().clamp_min(1)
         denominator = self.BETA_SQUARED * precision + recall
         f_measure = (1 + self.BETA_SQUARED) * precision * recall / denominator.clamp_min(1e-12)
         return {"maxF": f_measure.max().item() * 100}

@@ -17,20 +17,21 @@ def test_image_region_marks_top_left_crop():
                                [[True, True, True], [True, True, True]]]
 
 
-def test_miou_hand_worked_and_absent_class_excluded():
+def test_miou_hand_worked_absent_class_counts_zero():
     # gt   [0, 0, 1, 1, 255]    3 classes; class 2 never in gt nor (valid) prediction
     # pred [0, 1, 1, 1, 2]      the ignored pixel's prediction does not count
-    # class 0: TP 1, FP 0, FN 1 -> 1/2;  class 1: TP 2, FP 1, FN 0 -> 2/3;  class 2 excluded
+    # class 0: TP 1, FP 0, FN 1 -> 1/2;  class 1: TP 2, FP 1, FN 0 -> 2/3;  class 2 absent -> 0
+    # mean over all 3 classes, as the field's evaluation code has it
     meter = SegmentationMeter(3, 255)
     meter.update(torch.tensor([[[0, 1, 1, 1, 2]]]), torch.tensor([[[0, 0, 1, 1, 255]]]), full(1, 1, 5))
-    assert meter.compute()["mIoU"] == pytest.approx((1 / 2 + 2 / 3) / 2 * 100)
+    assert meter.compute()["mIoU"] == pytest.approx((1 / 2 + 2 / 3 + 0) / 3 * 100)
 
 
 def test_miou_counts_class_predicted_but_absent_from_gt():
-    # gt [0, 0], pred [0, 2]: class 0 IoU 1/2, class 2 TP 0 FP 1 -> 0, class 1 excluded
+    # gt [0, 0], pred [0, 2]: class 0 IoU 1/2, class 2 TP 0 FP 1 -> 0, class 1 absent -> 0
     meter = SegmentationMeter(3, 255)
     meter.update(torch.tensor([[[0, 2]]]), torch.tensor([[[0, 0]]]), full(1, 1, 2))
-    assert meter.compute()["mIoU"] == pytest.approx(25.0)
+    assert meter.compute()["mIoU"] == pytest.approx(50.0 / 3)
 
 
 def test_miou_ignores_padding_outside_size():
@@ -40,37 +41,44 @@ def test_miou_ignores_padding_outside_size():
     assert meter.compute()["mIoU"] == pytest.approx(100.0)
 
 
-def test_saliency_maxf_hand_worked():
+def test_saliency_maxf_pools_counts_over_the_split():
     # thresholds 0.25 / 0.5 / 0.75, foreground when p >= t.
     # image A: p [0.9, 0.6, 0.3, 0.1], gt [1, 1, 0, 0]
     # image B: p [0.8, 0.4, 0.7, 0.2], gt [1, 1, 0, 255] (last pixel ignored)
-    # t = 0.25: A P 2/3 R 1;   B P 2/3 R 1   -> F = 1.3 (2/3) / (0.3 (2/3) + 1) = 0.72222
-    # t = 0.50: A P 1   R 1;   B P 1/2 R 1/2 -> mean P = R = 0.75, F = 0.75
-    # t = 0.75: A P 1   R 1/2; B P 1   R 1/2 -> F = 1.3 * 0.5 / (0.3 + 0.5) = 0.8125
+    # actual positives 4 (pooled)
+    # t = 0.25: TP 2+2, predicted 3+3 -> P 4/6, R 1   -> F = 1.3 (2/3) / (0.3 (2/3) + 1) = 0.722222
+    # t = 0.50: TP 2+1, predicted 2+2 -> P 3/4, R 3/4 -> F = 0.75
+    # t = 0.75: TP 1+1, predicted 1+1 -> P 1,   R 1/2 -> F = 1.3 * 0.5 / (0.3 + 0.5) = 0.8125
     meter = SaliencyMeter(255, thresholds=torch.tensor([0.25, 0.5, 0.75]))
     prediction = torch.tensor([[[0.9, 0.6, 0.3, 0.1]], [[0.8, 0.4, 0.7, 0.2]]])
     target = torch.tensor([[[1, 1, 0, 0]], [[1, 1, 0, 255]]])
     meter.update(prediction, target, full(2, 1, 4))
+    assert meter.true_pos.tolist() == [4, 3, 2]
+    assert meter.predicted_pos.tolist() == [6, 4, 2]
     assert meter.compute()["maxF"] == pytest.approx(81.25)
 
 
-def test_saliency_averages_precision_recall_over_images_not_pooled():
-    # threshold 0.5. image A: p [0.9, 0.1], gt [1, 0] -> P 1, R 1.
+def test_saliency_pools_counts_instead_of_averaging_images():
+    # threshold 0.5. image A: p [0.9, 0.1], gt [1, 0] (third pixel ignored) -> P 1, R 1.
     # image B: p [0.9, 0.1, 0.1], gt [1, 1, 1] -> P 1, R 1/3.
-    # per image mean: P 1, R 2/3 -> F = 1.3 (2/3) / (0.3 + 2/3) = 0.896552
-    # (pooled counts would give R 2/4 -> F 0.8125)
+    # pooled: TP 2, predicted 2, actual 4 -> P 1, R 1/2 -> F = 1.3 * 0.5 / (0.3 + 0.5) = 0.8125
+    # (averaging per image would give P 1, R 2/3 -> F 0.896552)
     meter = SaliencyMeter(255, thresholds=torch.tensor([0.5]))
     meter.update(torch.tensor([[[0.9, 0.1, 0.0]]]), torch.tensor([[[1, 0, 255]]]), full(1, 1, 3))
     meter.update(torch.tensor([[[0.9, 0.1, 0.1]]]), torch.tensor([[[1, 1, 1]]]), full(1, 1, 3))
-    assert meter.compute()["maxF"] == pytest.approx(1.3 * (2 / 3) / (0.3 + 2 / 3) * 100)
+    assert meter.compute()["maxF"] == pytest.approx(81.25)
 
 
-def test_saliency_default_thresholds_perfect_prediction():
+def test_saliency_default_thresholds_are_the_fields_19():
     meter = SaliencyMeter(255)
+    assert meter.thresholds.tolist() == pytest.approx([k / 20 for k in range(1, 20)])
     target = torch.tensor([[[1, 0, 1, 0]]])
     meter.update(target.float(), target, full(1, 1, 4))
     assert meter.compute()["maxF"] == pytest.approx(100.0)
-    assert len(meter.thresholds) == 99
+    # p = 0.5 is foreground at thresholds 0.05 .. 0.5 (p >= t) and background above
+    meter = SaliencyMeter(255)
+    meter.update(torch.tensor([[[0.5, 0.5]]]), torch.tensor([[[1, 0]]]), full(1, 1, 2))
+    assert meter.predicted_pos.tolist() == [2] * 10 + [0] * 9
 
 
 def test_normals_angular_error_hand_worked():
