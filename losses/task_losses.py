@@ -58,13 +58,16 @@ def weighted_bce(output, target, ignore_index, pos_weight):
 def normals_l1(output, target, ignore_index):
     """Normals: L1 between the L2-normalised prediction and the target.
 
-    Averaged over valid elements (pixels x 3 channels), as the field does; a pixel is
-    valid when none of its channels is `ignore_index`.
+    |n_pred - n_gt| summed over the 3 channels and divided by the number of valid
+    *pixels* (not pixels x 3), as the public release computes it: its weight 10 was
+    tuned for this scale (SPEC section 3). A pixel is valid when none of its channels
+    is `ignore_index`.
     """
     # output (B, 3, H, W) unnormalised vectors, target (B, 3, H, W)
     prediction = F.normalize(output.float(), p=2, dim=1)
-    valid = (target != ignore_index).all(dim=1, keepdim=True).expand_as(target)
-    return _per_sample_mean((prediction - target).abs(), valid)
+    valid = (target != ignore_index).all(dim=1)  # (B, H, W)
+    per_pixel = (prediction - target).abs().sum(dim=1)  # (B, H, W)
+    return _per_sample_mean(per_pixel, valid)
 
 
 def depth_l1(output, target, ignore_index):

@@ -54,14 +54,20 @@ def test_weighted_bce_is_on_logits_not_probabilities():
     assert loss.item() < 1e-6
 
 
-def test_normals_l1_normalises_prediction_and_averages_over_valid_elements():
-    # pixel 0: (2, 0, 0) -> (1, 0, 0) vs (0, 1, 0): |1| + |-1| + 0 = 2
-    # pixel 1: (0, 0, 5) -> (0, 0, 1) vs (1, 0, 0): 1 + 0 + 1 = 2
-    # pixel 2: target 255 -> ignored.  Mean over 2 pixels x 3 channels = 4 / 6.
-    output = torch.tensor([[2.0, 0.0, 7.0], [0.0, 0.0, 7.0], [0.0, 5.0, 7.0]]).view(1, 3, 1, 3)
-    target = torch.tensor([[0.0, 1.0, 255.0], [1.0, 0.0, 255.0], [0.0, 0.0, 255.0]]).view(1, 3, 1, 3)
+def test_normals_l1_sums_channels_and_divides_by_valid_pixels():
+    # a 2x2 map; pixel (0, 0): (2, 0, 0) -> (1, 0, 0) vs (0, 1, 0): |1| + |-1| + 0 = 2
+    # pixel (0, 1): (0, 0, 5) -> (0, 0, 1) vs (1, 0, 0): 1 + 0 + 1 = 2
+    # pixel (1, 0): (0, 3, 4) -> (0, 0.6, 0.8) vs (0, 0, 1): 0 + 0.6 + 0.2 = 0.8
+    # pixel (1, 1): target 255 -> ignored.
+    # loss = (2 + 2 + 0.8) / 3 valid pixels = 1.6 (not / 9 channel entries)
+    output = torch.tensor([[[2.0, 0.0], [0.0, 7.0]],
+                           [[0.0, 0.0], [3.0, 7.0]],
+                           [[0.0, 5.0], [4.0, 7.0]]]).unsqueeze(0)
+    target = torch.tensor([[[0.0, 1.0], [0.0, 255.0]],
+                           [[1.0, 0.0], [0.0, 255.0]],
+                           [[0.0, 0.0], [1.0, 255.0]]]).unsqueeze(0)
     loss = normals_l1(output, target, ignore_index=255)
-    torch.testing.assert_close(loss, torch.tensor([4 / 6]))
+    torch.testing.assert_close(loss, torch.tensor([1.6]))
 
 
 def test_depth_l1_over_measured_pixels():
