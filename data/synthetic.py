@@ -19,6 +19,8 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
+import tempfile
 
 import cv2
 import numpy as np
@@ -832,55 +834,92 @@ def _sample_rng(seed, split, index):
     return np.random.default_rng([seed, ("train", "val").index(split), index])
 
 
-def generate(layout, out, n_train, n_val, size, seed):
+def _write_pascal(root, counts, height, width, seed):
+    for folder in ("JPEGImages", "semseg/VOC12", "pascal-context/trainval", "human_parts",
+                   "normals_distill", "sal_distill", "ImageSets/Context", "ImageSets/Parts"):
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+    context_ids = load_db_info("context_classes.json")
+    palette = voc_palette()
+    offset = 0
+    for split, count in counts.items():
+        ids = [f"synth_{offset + i:06d}" for i in range(count)]
+        offset += count
+        cache = {}
+        for index, sample_id in enumerate(ids):
+            rng = _sample_rng(seed, split, index)
+            style = "pascal_indoor" if rng.random() < 0.5 else "pascal_outdoor"
+            scene = make_scene(rng, height, width, style, person_prob=0.65)
+            cache[sample_id] = write_pascal_sample(root, sample_id, scene, rng, context_ids, palette)
+        _write_lines(os.path.join(root, "ImageSets", "Context", f"{split}.txt"), ids)
+        cache_path = os.path.join(root, "ImageSets", "Parts", f"{split}.txt")
+        with open(cache_path, "w", encoding="utf-8") as handle:
+            json.dump(cache, handle)
+
+
+def _write_nyud(root, counts, height, width, seed):
+    for folder in ("images", "segmentation", "depth", "normals", "edge", "gt_sets"):
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+    offset = 0
+    for split, count in counts.items():
+        ids = [f"{offset + i:06d}" for i in range(count)]
+        offset += count
+        for index, sample_id in enumerate(ids):
+            rng = _sample_rng(seed, split, index)
+            write_nyud_sample(root, sample_id, make_scene(rng, height, width, "nyud", 0.3), rng)
+        _write_lines(os.path.join(root, "gt_sets", f"{split}.txt"), ids)
+
+
+def _write_nyud_mtan(root, counts, height, width, seed):
+    for split, count in counts.items():
+        for folder in ("image", "label", "depth", "normal"):
+            os.makedirs(os.path.join(root, split, folder), exist_ok=True)
+        for index in range(count):
+            rng = _sample_rng(seed, split, index)
+            write_mtan_sample(root, split, index, make_scene(rng, height, width, "nyud", 0.3), rng)
+
+
+# layout -> (dataset name, writer(root, counts, height, width, seed))
+WRITERS = {
+    "pascal": ("PASCALContext", _write_pascal),
+    "nyud": ("NYUD", _write_nyud),
+    "nyud_mtan": ("NYUD_MTAN", _write_nyud_mtan),
+}
+
+
+def generate(layout, out, n_train, n_val, size, seed, force=False):
     """Write a synthetic dataset of `layout` under the db_root `out`; return its folder.
 
-    `size` is an int (square) or (H, W); same arguments, same files."""
+    `size` is an int (square) or (H, W); same arguments, same files. The dataset is
+    written into a hidden sibling folder and renamed into place when complete, so an
+    interrupted run never leaves a half-written dataset at the target. An existing
+    non-empty target is a DataError unless `force` (then it is replaced).
+    """
     if layout not in LAYOUTS:
         raise DataError(f"unknown layout {layout!r}; choose one of {list(LAYOUTS)}")
     height, width = parse_size(size) if isinstance(size, (int, str)) else tuple(size)
-    counts = {"train": n_train, "val": n_val}
-    if layout == "pascal":
-        root = os.path.join(out, DATASET_DIRNAME["PASCALContext"])
-        for folder in ("JPEGImages", "semseg/VOC12", "pascal-context/trainval", "human_parts",
-                       "normals_distill", "sal_distill", "ImageSets/Context", "ImageSets/Parts"):
-            os.makedirs(os.path.join(root, folder), exist_ok=True)
-        context_ids = load_db_info("context_classes.json")
-        palette = voc_palette()
-        offset = 0
-        for split, count in counts.items():
-            ids = [f"synth_{offset + i:06d}" for i in range(count)]
-            offset += count
-            cache = {}
-            for index, sample_id in enumerate(ids):
-                rng = _sample_rng(seed, split, index)
-                style = "pascal_indoor" if rng.random() < 0.5 else "pascal_outdoor"
-                scene = make_scene(rng, height, width, style, person_prob=0.65)
-                cache[sample_id] = write_pascal_sample(root, sample_id, scene, rng, context_ids, palette)
-            _write_lines(os.path.join(root, "ImageSets", "Context", f"{split}.txt"), ids)
-            cache_path = os.path.join(root, "ImageSets", "Parts", f"{split}.txt")
-            with open(cache_path, "w", encoding="utf-8") as handle:
-                json.dump(cache, handle)
-    elif layout == "nyud":
-        root = os.path.join(out, DATASET_DIRNAME["NYUD"])
-        for folder in ("images", "segmentation", "depth", "normals", "edge", "gt_sets"):
-            os.makedirs(os.path.join(root, folder), exist_ok=True)
-        offset = 0
-        for split, count in counts.items():
-            ids = [f"{offset + i:06d}" for i in range(count)]
-            offset += count
-            for index, sample_id in enumerate(ids):
-                rng = _sample_rng(seed, split, index)
-                write_nyud_sample(root, sample_id, make_scene(rng, height, width, "nyud", 0.3), rng)
-            _write_lines(os.path.join(root, "gt_sets", f"{split}.txt"), ids)
-    else:
-        root = os.path.join(out, DATASET_DIRNAME["NYUD_MTAN"])
-        for split, count in counts.items():
-            for folder in ("image", "label", "depth", "normal"):
-                os.makedirs(os.path.join(root, split, folder), exist_ok=True)
-            for index in range(count):
-                rng = _sample_rng(seed, split, index)
-                write_mtan_sample(root, split, index, make_scene(rng, height, width, "nyud", 0.3), rng)
+    dataset, writer = WRITERS[layout]
+    root = os.path.join(out, DATASET_DIRNAME[dataset])
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise DataError(f"{root} exists and is not a folder")
+    if os.path.isdir(root) and os.listdir(root) and not force:
+        raise DataError(f"{root} already exists and is not empty; pass --force to replace it")
+    os.makedirs(out, exist_ok=True)
+    partial = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.partial-", dir=out)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(partial, 0o777 & ~umask)  # mkdtemp makes it private; the dataset is not
+    try:
+        writer(partial, {"train": n_train, "val": n_val}, height, width, seed)
+        if os.path.isdir(root):  # empty, or replaced with force
+            previous = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.old-", dir=out)
+            os.rename(root, os.path.join(previous, "old"))
+            os.rename(partial, root)
+            shutil.rmtree(previous)
+        else:
+            os.rename(partial, root)
+    except BaseException:  # KeyboardInterrupt included: leave nothing half-written behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return root
 
 
@@ -897,9 +936,11 @@ def main(argv=None):
     parser.add_argument("--val", type=int, default=20, help="validation images")
     parser.add_argument("--size", default="128", help="S (square) or HxW")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="replace an existing non-empty dataset folder")
     args = parser.parse_args(argv)
     try:
-        root = generate(args.layout, args.out, args.train, args.val, parse_size(args.size), args.seed)
+        root = generate(args.layout, args.out, args.train, args.val, parse_size(args.size), args.seed,
+                        force=args.force)
     except DataError as err:
         parser.exit(2, f"error: {err}\n")
     print(f"wrote {args.train} train + {args.val} val images to {root}")

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -137,3 +138,61 @@ def test_cli_writes_the_dataset(tmp_path):
     assert (root / "gt_sets" / "train.txt").read_text().split() == ["000000", "000001"]
     assert (root / "gt_sets" / "val.txt").read_text().split() == ["000002"]
     assert np.load(root / "depth" / "000002.npy").shape == (32, 48)
+
+
+def test_existing_dataset_is_refused_without_force_and_replaced_with_it(tmp_path):
+    root = generate("nyud", str(tmp_path), 3, 1, 32, seed=1)
+    (tmp_path / "NYUDv2" / "extra.txt").write_text("not part of the dataset")
+    result = subprocess.run(
+        [sys.executable, "-m", "data.synthetic", "--layout", "nyud", "--out", str(tmp_path),
+         "--train", "1", "--val", "1", "--size", "32"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "--force" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "NYUDv2" / "gt_sets" / "train.txt").read_text().split() == ["000000", "000001", "000002"]
+
+    main(["--layout", "nyud", "--out", str(tmp_path), "--train", "1", "--val", "1", "--size", "32",
+          "--force"])
+    assert (tmp_path / "NYUDv2" / "gt_sets" / "train.txt").read_text().split() == ["000000"]
+    assert not (tmp_path / "NYUDv2" / "extra.txt").exists()
+    assert os.listdir(tmp_path) == ["NYUDv2"]  # no temporary folder left behind
+    assert _files(root) == _files(generate("nyud", str(tmp_path / "fresh"), 1, 1, 32, seed=0))
+
+
+def test_an_empty_target_folder_is_filled(tmp_path):
+    (tmp_path / "nyuv2").mkdir()
+    root = generate("nyud_mtan", str(tmp_path), 1, 1, 32, seed=0)
+    assert sorted(os.listdir(root)) == ["train", "val"] and os.listdir(tmp_path) == ["nyuv2"]
+
+
+def test_a_failed_generation_leaves_nothing_at_the_target(tmp_path, monkeypatch):
+    import data.synthetic as synthetic
+    written = []
+    original = synthetic.write_nyud_sample
+
+    def fail_on_the_third(root, *args):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(original(root, *args))
+
+    monkeypatch.setattr(synthetic, "write_nyud_sample", fail_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        generate("nyud", str(tmp_path), 4, 1, 32, seed=0)
+    assert len(written) == 2 and os.listdir(tmp_path) == []
+
+
+def test_a_killed_generation_leaves_nothing_at_the_target(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data.synthetic", "--layout", "nyud", "--out", str(tmp_path),
+         "--train", "500", "--val", "1", "--size", "64"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        partial = [d for d in os.listdir(tmp_path) if d.startswith(".NYUDv2.partial-")]
+        if partial and os.path.isdir(tmp_path / partial[0] / "depth") and os.listdir(tmp_path / partial[0] / "depth"):
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert proc.returncode != 0, "generation finished before it could be killed"
+    assert partial and not (tmp_path / "NYUDv2").exists()
