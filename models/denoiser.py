@@ -66,33 +66,40 @@ class CrossAttention(nn.Module):
 
 
 class CrossAttentionBlock(nn.Module):
-    """Pre-norm block: condition tokens attend to noisy-task tokens; both streams get an MLP."""
+    """Pre-norm block: condition tokens attend to noisy-task tokens; both streams get an MLP.
+
+    In the public release's order (SPEC section 3): the key/value stream is updated first,
+        context = context + MLP_kv(LN2_kv(context)),
+    and the queries attend to the *updated* context:
+        queries = queries + Attn(LN1(queries), LN_kv(context)),
+        queries = queries + MLP(LN2(queries)).
+    LayerNorms use PyTorch's default eps (1e-5), as the release does.
+    """
 
     def __init__(self, dim, num_heads, mlp_ratio):
         super().__init__()
         hidden = int(dim * mlp_ratio)
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)  # queries (condition stream)
-        self.norm_kv = nn.LayerNorm(dim, eps=1e-6)  # keys/values (noisy-task stream)
+        self.norm1 = nn.LayerNorm(dim)  # queries (condition stream)
+        self.norm_kv = nn.LayerNorm(dim)  # keys/values (noisy-task stream)
         self.attn = CrossAttention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, hidden)
-        self.norm2_kv = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2_kv = nn.LayerNorm(dim)
         self.mlp_kv = Mlp(dim, hidden)
 
     def forward(self, queries, context):
+        context = context + self.mlp_kv(self.norm2_kv(context))
         queries = queries + self.attn(self.norm1(queries), self.norm_kv(context))
         queries = queries + self.mlp(self.norm2(queries))
-        context = context + self.mlp_kv(self.norm2_kv(context))
         return queries, context
 
 
 def conv_stack(dim, num_convs):
-    """1x1 conv, then `num_convs` 3x3 convs with ReLUs between them."""
+    """1x1 conv, then `num_convs` 3x3 convs, each followed by a ReLU (the release's stack
+    ends with one, so the per-task output is non-negative before the head)."""
     layers = [nn.Conv2d(dim, dim, 1)]
-    for i in range(num_convs):
-        if i:
-            layers.append(nn.ReLU())
-        layers.append(nn.Conv2d(dim, dim, 3, padding=1))
+    for _ in range(num_convs):
+        layers += [nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
@@ -116,20 +123,29 @@ class Denoiser(nn.Module):
         self.out_convs = nn.ModuleDict({t: conv_stack(embed_dim, head_convs) for t in num_outputs})
         self.heads = nn.ModuleDict({t: nn.Conv2d(embed_dim, c, 1) for t, c in num_outputs.items()})
 
+    def token_grid(self, size):
+        """The token grid of an (h, w) map: floor(h / token_stride) x floor(w / token_stride)."""
+        grid = tuple(math.floor(n / self.token_stride) for n in size)
+        if min(grid) < 1:
+            raise ValueError(f"a {size[0]}x{size[1]} map is smaller than the token stride {self.token_stride}")
+        return grid
+
     def tokenize(self, x):
-        """(N, D, h, w) -> (N, L, D) tokens on a grid token_stride times coarser (area pooling)."""
-        h, w = x.shape[-2:]
-        grid = (math.ceil(h / self.token_stride), math.ceil(w / self.token_stride))
-        if grid != (h, w):
-            x = F.adaptive_avg_pool2d(x, grid)
+        """(N, D, h, w) -> (N, L, D) tokens on a grid token_stride times coarser.
+
+        As the release does: bilinear resizing by scale_factor 1/token_stride with
+        align_corners False, which *samples* (at 0.25, each token is the mean of the
+        central 2x2 pixels of its 4x4 block), it does not average the block.
+        """
+        self.token_grid(x.shape[-2:])
+        if self.token_stride != 1:
+            x = F.interpolate(x, scale_factor=1 / self.token_stride, mode="bilinear", align_corners=False)
         return x.permute(0, 2, 3, 1).flatten(1, 2)
 
     def untokenize(self, tokens, size):
-        """(N, L, D) -> (N, D, h, w), bilinear upsampling back to `size`."""
-        h, w = size
-        grid = (math.ceil(h / self.token_stride), math.ceil(w / self.token_stride))
-        x = tokens.unflatten(1, grid).permute(0, 3, 1, 2)
-        if grid != (h, w):
+        """(N, L, D) -> (N, D, h, w), bilinear upsampling back to `size` (x token_stride)."""
+        x = tokens.unflatten(1, self.token_grid(size)).permute(0, 3, 1, 2)
+        if tuple(x.shape[-2:]) != tuple(size):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return x
 
@@ -141,8 +157,8 @@ class Denoiser(nn.Module):
         """noisy: {task: (n_task, C, h, w)}; condition_tokens: (N, L, D); t: int step."""
         timestep = torch.full((1,), t, device=condition_tokens.device)
         t_emb = self.t_embedder(timestep)[:, :, None, None]  # (1, D, 1, 1)
-        x = torch.cat([self.in_layers[task](x) for task, x in noisy.items()]) + t_emb  # (N, D, h, w)
-        queries, context = condition_tokens, self.tokenize(x)
+        x = torch.cat([self.in_layers[task](x) for task, x in noisy.items()]) + t_emb  # (N, D, h, w): residual
+        queries, context = condition_tokens, self.tokenize(x)  # (N, L, D) each
         for block in self.blocks:
             queries, context = block(queries, context)
         x = x + self.untokenize(queries, x.shape[-2:])  # (N, D, h, w)

@@ -12,9 +12,10 @@ from torch import nn
 
 def make_betas(schedule, num_timesteps, beta_start, beta_end):
     """Noise schedule beta_0..beta_{T-1} in float64. -> (T,)"""
-    if schedule == "sqrt_linear":  # linear in sqrt(beta) space
+    # Names as in latent diffusion (Rombach et al. 2022), which the public release uses.
+    if schedule == "linear":  # linear in sqrt(beta) space: the release's setting
         return torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_timesteps, dtype=torch.float64) ** 2
-    if schedule == "linear":
+    if schedule == "sqrt_linear":  # linear in beta
         return torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
     if schedule == "cosine":  # Nichol & Dhariwal 2021, eq. 17, s = 0.008; beta_start/end unused
         steps = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps

@@ -8,7 +8,7 @@ from models.diffusion import create_diffusion, make_betas
 
 
 def test_official_schedule_two_steps():
-    diffusion = create_diffusion(2, "sqrt_linear", 1e-3, 1e-2)
+    diffusion = create_diffusion(2, "linear", 1e-3, 1e-2)
     torch.testing.assert_close(diffusion.betas, torch.tensor([1e-3, 1e-2]))
     abar = torch.tensor([0.999, 0.999 * 0.99])
     torch.testing.assert_close(diffusion.alphas_cumprod, abar)
@@ -20,9 +20,11 @@ def test_official_schedule_two_steps():
 
 
 def test_schedules():
-    sqrt_linear = make_betas("sqrt_linear", 5, 1e-4, 1e-2)
-    torch.testing.assert_close(sqrt_linear.sqrt(), torch.linspace(1e-2, 1e-1, 5, dtype=torch.float64))
-    torch.testing.assert_close(make_betas("linear", 3, 0.1, 0.3), torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64))
+    # latent-diffusion names: "linear" is linear in sqrt(beta), "sqrt_linear" linear in beta
+    linear = make_betas("linear", 5, 1e-4, 1e-2)
+    torch.testing.assert_close(linear.sqrt(), torch.linspace(1e-2, 1e-1, 5, dtype=torch.float64))
+    torch.testing.assert_close(make_betas("sqrt_linear", 3, 0.1, 0.3),
+                               torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64))
     cosine = make_betas("cosine", 50, 0, 0)
     abar = torch.cumprod(1 - cosine, 0)
     assert (cosine > 0).all() and (cosine <= 0.999).all() and (abar[1:] < abar[:-1]).all()
@@ -31,7 +33,7 @@ def test_schedules():
 
 
 def test_q_sample_and_inverse():
-    diffusion = create_diffusion(4, "linear", 0.1, 0.4)
+    diffusion = create_diffusion(4, "sqrt_linear", 0.1, 0.4)  # linear in beta
     x0, noise = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
     abar = (1 - 0.1) * (1 - 0.2) * (1 - 0.3)
     x_t = diffusion.q_sample(x0, 2, noise)
@@ -44,7 +46,7 @@ def test_q_sample_and_inverse():
 
 
 def test_posterior_and_reverse_step():
-    diffusion = create_diffusion(3, "linear", 0.1, 0.3)
+    diffusion = create_diffusion(3, "sqrt_linear", 0.1, 0.3)  # linear in beta
     x0, x_t, noise = torch.randn(5), torch.randn(5), torch.randn(5)
     betas = [0.1, 0.2, 0.3]
     abar = [0.9, 0.9 * 0.8, 0.9 * 0.8 * 0.7]

@@ -28,7 +28,7 @@ def count_denoiser_calls(model):
 
 @pytest.mark.parametrize("backbone, variant, size", [
     ("resnet18", "feature", (64, 96)),
-    ("resnet18", "prediction", (72, 72)),  # fused 9x9: tokens on a ceil(9/2) grid
+    ("resnet18", "prediction", (72, 72)),  # fused 9x9: tokens on a floor(9/2) grid
     ("vit_tiny_patch16_384", "feature", (96, 128)),
     ("vit_tiny_patch16_384", "prediction", (64, 64)),
 ])
