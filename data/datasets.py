@@ -4,16 +4,25 @@ import os
 import numpy as np
 from torch.utils.data import Dataset
 
+from data.cityscapes import Cityscapes, CityscapesTrainTransform
 from data.nyud import NYUD, NYUDMTAN
 from data.partial_labels import build_task_masks
 from data.pascal_context import PascalContext
 from data.transforms import TrainTransform, ValTransform
 from utils.errors import DataError
+from utils.tasks import DATASET_TASKS
 
-DATASETS = {"PASCALContext": PascalContext, "NYUD": NYUD, "NYUD_MTAN": NYUDMTAN}
+DATASETS = {"PASCALContext": PascalContext, "NYUD": NYUD, "NYUD_MTAN": NYUDMTAN, "Cityscapes": Cityscapes}
+
+# Loader arguments that come from the config, per dataset.
+LOADER_KWARGS = {"Cityscapes": lambda cfg: {"num_classes": cfg.semseg_classes or DATASET_TASKS["Cityscapes"]["semseg"]}}
+
+# Datasets whose protocol has its own training augmentation (default: TrainTransform).
+TRAIN_TRANSFORMS = {"Cityscapes": CityscapesTrainTransform}
 
 # `python -m data.synthetic --layout ...` for each dataset, named in error messages.
-SYNTHETIC_LAYOUTS = {"PASCALContext": "pascal", "NYUD": "nyud", "NYUD_MTAN": "nyud_mtan"}
+SYNTHETIC_LAYOUTS = {"PASCALContext": "pascal", "NYUD": "nyud", "NYUD_MTAN": "nyud_mtan",
+                     "Cityscapes": "cityscapes"}
 
 
 class PartiallyLabelled(Dataset):
@@ -61,9 +70,9 @@ def build_dataset(cfg, split):
                         f"`python -m data.synthetic --layout {SYNTHETIC_LAYOUTS[name]} "
                         f"--out {os.path.dirname(root) or '.'}`")
     tasks = cfg.TASKS.NAMES
-    loader = DATASETS[name](root, split, tasks)
+    loader = DATASETS[name](root, split, tasks, **LOADER_KWARGS.get(name, lambda _: {})(cfg))
     if split == "train":
-        transform = TrainTransform(tasks, cfg.train_size)
+        transform = TRAIN_TRANSFORMS.get(name, TrainTransform)(tasks, cfg.train_size)
         task_masks = build_task_masks(cfg, loader.ids)
     else:
         transform = ValTransform(tasks, cfg.val_size)

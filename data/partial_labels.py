@@ -33,10 +33,15 @@ SETTINGS = ("full", "onelabel", "randomlabels")
 OFFICIAL_TASKS = {
     "PASCALContext": ("semseg", "human_parts", "sal", "normals", "edge"),
     "NYUD_MTAN": ("semseg", "depth", "normals"),
+    "Cityscapes": ("semseg", "depth"),
 }
 
+# Official `{'labels_weights': (N, T)}` files (MTPSL): rows = MTAN train index; the number
+# of columns tells the dataset.
+WEIGHT_FILE_DATASETS = {len(OFFICIAL_TASKS[name]): name for name in ("NYUD_MTAN", "Cityscapes")}
+
 # CLI dataset names -> config dataset names.
-CLI_DATASETS = {"pascal": "PASCALContext", "nyud": "NYUD", "nyud_mtan": "NYUD_MTAN"}
+CLI_DATASETS = {"pascal": "PASCALContext", "nyud": "NYUD", "nyud_mtan": "NYUD_MTAN", "cityscapes": "Cityscapes"}
 
 
 def generate(dataset, ids, tasks, setting, seed):
@@ -100,14 +105,16 @@ def _load_official(path):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
         raise DataError(f"{path}: cannot load partial-label file safely: {err}") from None
-    if isinstance(obj, dict) and "labels_weights" in obj:  # NYUD: rows = MTAN train index
+    if isinstance(obj, dict) and "labels_weights" in obj:  # NYUD / Cityscapes: rows = MTAN train index
         weights = obj["labels_weights"]
-        tasks = OFFICIAL_TASKS["NYUD_MTAN"]
-        if not isinstance(weights, torch.Tensor) or weights.ndim != 2 or weights.shape[1] != len(tasks):
-            raise DataError(f"{path}: 'labels_weights' must be a tensor (N, {len(tasks)}) "
-                            f"for tasks {list(tasks)}")
+        if (not isinstance(weights, torch.Tensor) or weights.ndim != 2
+                or weights.shape[1] not in WEIGHT_FILE_DATASETS):
+            expected = " or ".join(f"(N, {len(OFFICIAL_TASKS[d])}) for {d} {list(OFFICIAL_TASKS[d])}"
+                                   for d in WEIGHT_FILE_DATASETS.values())
+            raise DataError(f"{path}: 'labels_weights' must be a tensor {expected}")
+        dataset = WEIGHT_FILE_DATASETS[weights.shape[1]]
+        tasks = OFFICIAL_TASKS[dataset]
         labels = {str(row): [int(v != 0) for v in values] for row, values in enumerate(weights.tolist())}
-        dataset = "NYUD_MTAN"
     elif isinstance(obj, dict):  # PASCAL: image id -> list of 5 ints
         tasks = OFFICIAL_TASKS["PASCALContext"]
         labels = {}
@@ -192,10 +199,10 @@ def build_task_masks(cfg, ids):
 def train_ids(dataset, root):
     """Training-split ids of a dataset folder, read from its split files (no images loaded)."""
     root = Path(root)
-    if dataset == "NYUD_MTAN":
+    if dataset in ("NYUD_MTAN", "Cityscapes"):  # MTAN layouts: ids are the row indices
         folder = root / "train" / "image"
         if not folder.is_dir():
-            raise DataError(f"NYUD MTAN training images not found: {folder}")
+            raise DataError(f"{dataset} training images not found: {folder}")
         return sorted((p.stem for p in folder.glob("*.npy")), key=int)
     split = root / ("ImageSets/Context/train.txt" if dataset == "PASCALContext" else "gt_sets/train.txt")
     if not split.is_file():

@@ -1,7 +1,7 @@
 """Evaluation: `build_evaluator(cfg, mode)` returns a streaming MultiTaskEvaluator."""
 from evaluation.boundary import BoundaryMeter, resolve_workers
 from evaluation.evaluator import MultiTaskEvaluator, best_score, format_table
-from evaluation.metrics import DepthMeter, NormalsMeter, SaliencyMeter, SegmentationMeter
+from evaluation.metrics import DepthMeter, InverseDepthMeter, NormalsMeter, SaliencyMeter, SegmentationMeter
 from evaluation.postprocess import activate
 from utils.distributed import get_world_size
 
@@ -17,13 +17,16 @@ def _boundary_meter(cfg, mode):
                          workers=resolve_workers(cfg.eval_kwargs.edge_workers), max_images=per_rank)
 
 
+# Depth meter per dataset: Cityscapes stores inverse depth, scored as MTPSL does.
+DEPTH_METERS = {"Cityscapes": InverseDepthMeter}
+
 # task -> fn(cfg, mode) -> meter
 _METERS = {
     "semseg": lambda cfg, mode: SegmentationMeter(cfg.TASKS.NUM_OUTPUT["semseg"], cfg.ignore_index),
     "human_parts": lambda cfg, mode: SegmentationMeter(cfg.TASKS.NUM_OUTPUT["human_parts"], cfg.ignore_index),
     "sal": lambda cfg, mode: SaliencyMeter(cfg.ignore_index),
     "normals": lambda cfg, mode: NormalsMeter(cfg.ignore_index),
-    "depth": lambda cfg, mode: DepthMeter(cfg.ignore_index),
+    "depth": lambda cfg, mode: DEPTH_METERS.get(cfg.val_db_name, DepthMeter)(cfg.ignore_index),
     "edge": _boundary_meter,
 }
 
@@ -33,7 +36,7 @@ def build_evaluator(cfg, mode):
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     meters = {task: _METERS[task](cfg, mode) for task in cfg.TASKS.NAMES}
-    return MultiTaskEvaluator(meters, cfg.reference_metrics)
+    return MultiTaskEvaluator(meters, cfg.reference_metrics, dataset=cfg.val_db_name)
 
 
 __all__ = ["build_evaluator", "MultiTaskEvaluator", "activate", "best_score", "format_table"]

@@ -1,21 +1,23 @@
 """Multi-task gain Delta_m (Maninis et al. 2019; SPEC section 4).
 
 Delta_m = mean over tasks t of (-1)^{l_t} (M_t - M_ref,t) / M_ref,t * 100, with M_t the
-task's headline metric (`utils.tasks.TASK_METRIC`) and l_t = 1 when lower is better.
+task's headline metric on the dataset (`utils.tasks.headline_metric`) and l_t = 1 when
+lower is better.
 """
-from utils.tasks import TASK_METRIC
+from utils.tasks import TASK_METRIC, headline_metric
 
 
-def delta_m(metrics, reference_metrics):
+def delta_m(metrics, reference_metrics, dataset=None):
     """Delta_m (%) over the tasks of `metrics` that have a reference; None when none has.
 
-    metrics: {task: {metric: value}}; reference_metrics: the same layout (cfg.reference_metrics).
+    metrics: {task: {metric: value}}; reference_metrics: the same layout (cfg.reference_metrics);
+    dataset: cfg.val_db_name (e.g. Cityscapes depth is scored by absErr), None for the defaults.
     """
     gains = []
     for task, values in metrics.items():
         if task not in TASK_METRIC:
             continue
-        name, lower_is_better = TASK_METRIC[task]
+        name, lower_is_better = headline_metric(dataset, task)
         reference = reference_metrics.get(task, {}).get(name)
         if reference is None:
             continue

@@ -18,15 +18,16 @@ from utils.errors import ConfigError
 from utils.tasks import TASK_ORDER
 
 # Metric names where lower is better (best_score negates them).
-LOWER_IS_BETTER = {"mErr", "rmse", "abs_err"}
+LOWER_IS_BETTER = {"mErr", "rmse", "abs_err", "absErr", "relErr"}
 
 
 class MultiTaskEvaluator:
     """Feeds each task's activated predictions to its meter; see module docstring."""
 
-    def __init__(self, meters, reference_metrics):
+    def __init__(self, meters, reference_metrics, dataset=None):
         self.meters = meters  # task -> meter (evaluation.metrics / evaluation.boundary)
         self.reference_metrics = reference_metrics
+        self.dataset = dataset  # picks the headline metrics of Delta_m (utils.tasks.headline_metric)
 
     @torch.no_grad()
     def update(self, final_outputs, batch):
@@ -54,7 +55,7 @@ class MultiTaskEvaluator:
     def compute(self):
         """{task: {metric: value}} plus "delta_m" when reference metrics are configured."""
         metrics = {task: meter.compute() for task, meter in self.meters.items()}
-        gain = delta_m(metrics, self.reference_metrics)
+        gain = delta_m(metrics, self.reference_metrics, self.dataset)
         if gain is not None:
             metrics["delta_m"] = gain
         return metrics

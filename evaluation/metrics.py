@@ -177,3 +177,37 @@ class DepthMeter(StreamingMeter):
         if count == 0:
             return {"rmse": math.nan, "abs_err": math.nan}
         return {"rmse": math.sqrt(self.sums[0].item() / count), "abs_err": self.sums[1].item() / count}
+
+
+class InverseDepthMeter(StreamingMeter):
+    """Cityscapes depth (the MTAN preprocessing stores inverse depth): absolute and
+    relative error as MTPSL and DiffusionMTL report them, "absErr" and "relErr", pooled
+    over the valid pixels of the split (MTPSL averages per batch instead).
+
+    absErr = mean |p - t|, relErr = mean |p - t| / t over the pixels whose target is
+    > 0 (measured) and not the ignore value. Lower is better for both.
+    """
+
+    def __init__(self, ignore_index):
+        self.ignore_index = ignore_index
+        self.sums = torch.zeros(2, dtype=torch.float64)  # sum of |error|, sum of |error| / target
+        self.count = torch.zeros(1, dtype=torch.int64)
+
+    def update(self, prediction, target, sizes):
+        # prediction: (B, H, W); target: (B, 1, H, W), both inverse depth
+        target = target[:, 0]
+        valid = image_region(sizes, *target.shape[1:], target.device)
+        valid &= (target > 0) & (target != self.ignore_index)
+        truth = target[valid].double()
+        error = (prediction[valid].double() - truth).abs()
+        self.sums += torch.stack([error.sum(), (error / truth).sum()]).cpu()
+        self.count += error.numel()
+
+    def state_tensors(self):
+        return [self.sums, self.count]
+
+    def compute(self):
+        count = int(self.count)
+        if count == 0:
+            return {"absErr": math.nan, "relErr": math.nan}
+        return {"absErr": self.sums[0].item() / count, "relErr": self.sums[1].item() / count}

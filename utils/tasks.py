@@ -1,7 +1,8 @@
 """Task and dataset tables shared by every package (the single source of truth)."""
 
 # Canonical task order. It matches the column order of the official partial-label
-# files: PASCAL [semseg, human_parts, sal, normals, edge], NYUD [semseg, depth, normals].
+# files: PASCAL [semseg, human_parts, sal, normals, edge], NYUD [semseg, depth, normals],
+# Cityscapes [semseg, depth].
 TASK_ORDER = ("semseg", "human_parts", "sal", "depth", "normals", "edge")
 
 # Output channels of every task, per dataset.
@@ -9,13 +10,19 @@ DATASET_TASKS = {
     "PASCALContext": {"semseg": 21, "human_parts": 7, "sal": 2, "normals": 3, "edge": 1},
     "NYUD": {"semseg": 40, "depth": 1, "normals": 3, "edge": 1},
     "NYUD_MTAN": {"semseg": 13, "depth": 1, "normals": 3},
+    "Cityscapes": {"semseg": 7, "depth": 1},
 }
 
+# Label sets a dataset offers besides its default number of semseg classes
+# (Cityscapes: label_7 or label_19, `semseg_classes` in the config).
+SEMSEG_CLASS_CHOICES = {"Cityscapes": (7, 19)}
+
 # Folder under `db_root` holding each dataset.
-DATASET_DIRNAME = {"PASCALContext": "PASCALContext", "NYUD": "NYUDv2", "NYUD_MTAN": "nyuv2"}
+DATASET_DIRNAME = {"PASCALContext": "PASCALContext", "NYUD": "NYUDv2", "NYUD_MTAN": "nyuv2",
+                   "Cityscapes": "cityscapes"}
 
 # Boundary matching tolerance as a fraction of the image diagonal (SPEC section 4).
-EDGE_MAXDIST = {"PASCALContext": 0.0075, "NYUD": 0.011, "NYUD_MTAN": 0.011}
+EDGE_MAXDIST = {"PASCALContext": 0.0075, "NYUD": 0.011, "NYUD_MTAN": 0.011, "Cityscapes": None}  # no edge task
 
 # The headline metric of each task and whether lower is better (for Delta_m).
 TASK_METRIC = {
@@ -27,7 +34,16 @@ TASK_METRIC = {
     "edge": ("odsF", False),
 }
 
+# Datasets whose papers report a task with another headline metric. Cityscapes (MTAN
+# preprocessing) stores inverse depth; MTPSL and DiffusionMTL report its absolute error.
+DATASET_TASK_METRIC = {"Cityscapes": {"depth": ("absErr", True)}}
+
 IGNORE_INDEX = 255
+
+
+def headline_metric(dataset, task):
+    """(metric name, lower is better) of `task` on `dataset` (None: the task's default)."""
+    return DATASET_TASK_METRIC.get(dataset, {}).get(task, TASK_METRIC[task])
 
 
 def ordered_tasks(names):

@@ -22,6 +22,7 @@ REFERENCE = Path(os.environ.get("DIFFUSIONMTL_REFERENCE",
 OFFICIAL = REFERENCE / "partial_labels"
 PASCAL_TASKS = ["semseg", "human_parts", "sal", "normals", "edge"]
 NYUD_TASKS = ["semseg", "depth", "normals"]
+CITYSCAPES_TASKS = ["semseg", "depth"]
 
 
 @functools.cache
@@ -41,6 +42,7 @@ def table(record):
     ("pascal_onelabel.pth", 4998, [1000, 999, 1000, 1000, 999], {"1": 4998}),
     ("pascal_randomlabels.pth", 4998, [2450, 847, 2445, 2480, 2557], None),
     ("nyud_onelabel.pth", 795, [265, 265, 265], {"1": 795}),
+    ("cityscapes_onelabel.pth", 2975, [1487, 1488], {"1": 2975}),
 ])
 def test_official_split_statistics(name, num_images, per_task, per_image):
     summary = summarize(official(name))
@@ -63,6 +65,39 @@ def test_official_files_map_to_dataset_ids_by_task_name():
     assert nyud["tasks"] == NYUD_TASKS and nyud["dataset"] == "NYUD_MTAN"
     masks = task_mask_table(nyud, [str(i) for i in range(795)], NYUD_TASKS, "nyud_onelabel.pth")
     assert masks.shape == (795, 3) and (masks.sum(axis=1) == 1).all()
+
+
+def test_official_cityscapes_split_maps_rows_to_the_mtan_indices():
+    cityscapes = official("cityscapes_onelabel.pth")
+    assert cityscapes["dataset"] == "Cityscapes" and cityscapes["tasks"] == CITYSCAPES_TASKS
+    assert cityscapes["setting"] == "onelabel"
+    weights = torch.load(OFFICIAL / "cityscapes_onelabel.pth", weights_only=True)["labels_weights"]
+    masks = task_mask_table(cityscapes, [str(i) for i in range(2975)], ["depth", "semseg"], "cityscapes")
+    assert masks.tolist() == (weights[:, [1, 0]] != 0).tolist()
+
+
+def test_two_column_weight_files_are_cityscapes_splits(tmp_path):
+    """The format of MTPSL's Cityscapes file, checked without the file itself."""
+    weights = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    torch.save({"labels_weights": weights}, tmp_path / "cityscapes_onelabel.pth")
+    record = load_partial_labels(tmp_path / "cityscapes_onelabel.pth")
+    assert record["dataset"] == "Cityscapes" and record["setting"] == "onelabel"
+    assert record["labels"] == {"0": [1, 0], "1": [0, 1], "2": [0, 1]}
+    assert summarize(record)["labels_per_task"] == {"semseg": 1, "depth": 2}
+
+
+def test_cli_generates_a_cityscapes_split(tmp_path, capsys):
+    images = tmp_path / "cityscapes" / "train" / "image"
+    images.mkdir(parents=True)
+    for index in range(11):
+        np.save(images / f"{index}.npy", np.zeros((2, 2, 3), np.float32))
+    out = tmp_path / "split.json"
+    assert main(["--dataset", "cityscapes", "--root", str(tmp_path / "cityscapes"), "--seed", "4",
+                 "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["dataset"] == "Cityscapes" and summary["tasks"] == CITYSCAPES_TASKS
+    assert sorted(summary["labels_per_task"].values()) == [5, 6] and summary["tasks_per_image"] == {"1": 11}
+    assert sorted(load_partial_labels(out)["labels"], key=int) == [str(i) for i in range(11)]
 
 
 def test_onelabel_is_one_task_per_image_and_balanced():
@@ -112,9 +147,9 @@ def test_mapping_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="bad.json.*'a'"):
         load_partial_labels(tmp_path / "bad.json")
 
-    torch.save({"labels_weights": torch.zeros(4, 2)}, tmp_path / "two_columns.pth")
-    with pytest.raises(DataError, match="two_columns.pth"):
-        load_partial_labels(tmp_path / "two_columns.pth")
+    torch.save({"labels_weights": torch.zeros(4, 4)}, tmp_path / "four_columns.pth")
+    with pytest.raises(DataError, match="four_columns.pth.*N, 2"):
+        load_partial_labels(tmp_path / "four_columns.pth")
     with pytest.raises(DataError, match="not found"):
         load_partial_labels(tmp_path / "absent.json")
 
