@@ -10,6 +10,7 @@ from skimage.morphology import thin
 
 from data.readers import (check_shape, check_tasks, first_existing, ignore_target,
                           read_image, read_mat, read_split, require_dir)
+from data.transforms import ignore_partless
 from utils.errors import DataError
 from utils.tasks import DATASET_TASKS, IGNORE_INDEX
 
@@ -58,10 +59,10 @@ def label_boundaries(label_map):
 
 def decode_human_parts(anno, shape, path, sample_id):
     """`anno` struct of human_parts/<id>.mat -> (H, W) uint8 map: 0 background, 1..6 part
-    groups, 255 everywhere when no person carries part labels. Person objects without
-    parts stay background, as in the public protocol; later parts overwrite earlier ones."""
+    groups; 255 everywhere when no part pixel is labelled (no person with parts, or only
+    empty part masks: the release's AddIgnoreRegions rule, `data.transforms.ignore_partless`).
+    Person objects without parts stay background; later parts overwrite earlier ones."""
     target = np.zeros(shape, np.uint8)
-    labelled = False
     try:
         objects = anno[0, 0]["objects"].ravel()
         for obj in objects:
@@ -70,7 +71,6 @@ def decode_human_parts(anno, shape, path, sample_id):
             parts = obj["parts"]
             if parts.size == 0:
                 continue
-            labelled = True
             for part in parts.ravel():
                 name = str(np.asarray(part["part_name"]).ravel()[0])
                 if name not in PART_GROUPS:
@@ -80,9 +80,7 @@ def decode_human_parts(anno, shape, path, sample_id):
                 target[mask] = PART_GROUPS[name]
     except (KeyError, IndexError, ValueError, TypeError) as err:
         raise DataError(f"{path} (sample {sample_id!r}): unexpected 'anno' structure ({err})") from None
-    if not labelled:
-        target.fill(IGNORE_INDEX)
-    return target
+    return ignore_partless(target)
 
 
 def object_classes(anno, path, sample_id):

@@ -5,7 +5,8 @@ to `train_size` redrawn (up to 10 windows) while one semseg class covers > 75% o
 horizontal flip (normal x negated), photometric jitter, ImageNet normalisation, padding
 bottom/right with 255 (the image with 0 after normalisation, i.e. the mean colour).
 Validation: normalisation and padding bottom/right to `val_size`, never resizing.
-Either way `meta["size"]` is the unpadded extent, so `[:size[0], :size[1]]` is the content.
+Either way `meta["size"]` is the unpadded extent, so `[:size[0], :size[1]]` is the content,
+and a human_parts map without any part pixel becomes all-ignore (`ignore_partless`).
 
 Randomness: every draw comes from a `numpy.random.Generator` passed as `rng`. Training
 (`data.datasets.PartiallyLabelled`) passes one seeded with (seed, epoch, sample index),
@@ -121,8 +122,24 @@ def normalize(image):
     return np.ascontiguousarray(image.transpose(2, 0, 1))
 
 
+def ignore_partless(parts):
+    """A human_parts map with no part pixel (only background and ignore) becomes all-ignore.
+
+    The public release's rule (AddIgnoreRegions, SPEC section 3), applied to the training
+    crop and to the whole validation image alike: a crop that shows no part says nothing
+    about where parts are, and training it as all-background biases the task towards
+    background. Modifies `parts` (H, W) in place and returns it.
+    """
+    if not ((parts != 0) & (parts != IGNORE_INDEX)).any():
+        parts.fill(IGNORE_INDEX)
+    return parts
+
+
 def pad_and_tensorize(sample, tasks, size, task_mask):
-    """Pad bottom/right to `size` (image 0, targets 255) and convert to the conventions' tensors."""
+    """Pad bottom/right to `size` (image 0, targets 255) and convert to the conventions' tensors.
+
+    human_parts maps without a part pixel become all-ignore here (`ignore_partless`).
+    """
     height, width = sample["image"].shape[:2]
     out_h, out_w = size
     image = np.zeros((3, out_h, out_w), np.float32)
@@ -132,6 +149,8 @@ def pad_and_tensorize(sample, tasks, size, task_mask):
         value = sample[task]
         canvas = np.full((out_h, out_w) + value.shape[2:], IGNORE_INDEX, value.dtype)
         canvas[:height, :width] = value
+        if task == "human_parts":
+            ignore_partless(canvas)
         if task in CLASS_TASKS:
             out[task] = torch.from_numpy(canvas.astype(np.int64))
         elif task in CHANNEL_TASKS:

@@ -142,6 +142,10 @@ def test_decode_human_parts_by_hand(tmp_path):
     # no person with part labels -> everything ignored
     only_unlabelled = _saved(tmp_path, _anno([(15, person, []), (8, cat, [("head", cat)])], shape))
     assert (decode_human_parts(only_unlabelled, shape, "anno.mat", "x") == 255).all()
+    # a person whose part masks are all empty has no part pixel: ignored as well
+    empty_parts = _saved(tmp_path, _anno([(15, person, [("head", np.zeros(shape, bool)),
+                                                        ("torso", np.zeros(shape, bool))])], shape))
+    assert (decode_human_parts(empty_parts, shape, "anno.mat", "x") == 255).all()
     unknown = _saved(tmp_path, _anno([(15, person, [("wing", head)])], shape))
     assert "wing" in _error(decode_human_parts, unknown, shape, "anno.mat", "x")
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from data.transforms import (TrainTransform, ValTransform, choose_crop, dominant_class_fraction,
-                             rng_from_torch)
+                             ignore_partless, rng_from_torch)
 from utils.errors import DataError
 
 ALL_TASKS = ["semseg", "human_parts", "sal", "depth", "normals", "edge"]
@@ -171,3 +171,41 @@ def test_val_pads_bottom_right_without_resizing():
 def test_val_rejects_images_larger_than_val_size():
     with pytest.raises(DataError, match="img0.*60x80.*val_size"):
         ValTransform(ALL_TASKS, (64, 64))(raw_sample())
+
+
+def test_ignore_partless_rule():
+    background_and_ignore = np.array([[0, 0], [255, 0]], np.uint8)
+    assert (ignore_partless(background_and_ignore.copy()) == 255).all()
+    with_a_part = np.array([[0, 3], [255, 0]], np.uint8)
+    assert np.array_equal(ignore_partless(with_a_part.copy()), with_a_part)
+
+
+def test_train_crop_showing_no_part_is_all_ignore():
+    # a person's head (part 1) in the top-left 30x40 corner of a 60x80 image, background
+    # elsewhere; 16x16 crops at scale 1 either show some of the head or none of it
+    sample = raw_sample()
+    sample["human_parts"] = np.zeros((60, 80), np.uint8)
+    sample["human_parts"][:30, :40] = 1
+    transform = TrainTransform(["semseg", "human_parts"], (16, 16), scale_range=(1.0, 1.0))
+    outcomes = set()
+    for seed in range(40):
+        parts = transform(dict(sample), np.random.default_rng(seed))["human_parts"]
+        if (parts == 1).any():
+            outcomes.add("head")
+            assert (parts != 255).all()  # labelled crops keep every label, background included
+        else:
+            outcomes.add("no part")
+            assert (parts == 255).all()  # never trained as all-background
+    assert outcomes == {"head", "no part"}
+
+
+def test_person_without_part_pixels_is_all_ignore_in_train_and_val():
+    sample = raw_sample()
+    sample["human_parts"] = np.zeros((60, 80), np.uint8)  # e.g. a person whose part masks are empty
+    train = TrainTransform(["human_parts"], (48, 64))(dict(sample), np.random.default_rng(0))
+    assert (train["human_parts"] == 255).all()
+    val = ValTransform(["human_parts"], (64, 96))(dict(sample))
+    assert (val["human_parts"] == 255).all()
+    sample["human_parts"][30, 40] = 2  # one torso pixel: the map is kept, background included
+    val = ValTransform(["human_parts"], (64, 96))(dict(sample))
+    assert (val["human_parts"][:60, :80] == torch.from_numpy(sample["human_parts"]).long()).all()
