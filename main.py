@@ -5,51 +5,95 @@ Several (DDP):    torchrun --nproc_per_node=N main.py --config_exp CFG --run_mod
 Evaluation:       python main.py --config_exp CFG --run_mode infer --trained_model CKPT
 
 A training run writes everything under `cfg.run_dir` and, started again with the same
-command, resumes from `last.pth` at the exact iteration it reached.
+command, resumes from `last.pth` at the exact iteration it reached. Ctrl-C (or SIGTERM)
+stops after the current iteration and saves `last.pth` first.
 """
 import argparse
 import json
 import math
 import os
 import random
+import shlex
+import signal
 import sys
 import time
 
 import cv2
 import numpy as np
 import torch
+import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.datasets import build_dataset
 from evaluation import best_score, build_evaluator, format_table
-from evaluation.export import save_prediction_png
 from evaluation.postprocess import activate
 from losses import build_loss
 from models import build_model
 from utils import distributed as dist_utils
 from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from utils.config import load_config
-from utils.errors import CheckpointError, DiffusionMTLError
+from utils.config import config_changes, load_config, stored_config
+from utils.errors import CheckpointError, ConfigError, DataError, DiffusionMTLError
 from utils.logger import setup_logger
-from utils.visualization import colorize
+from utils.visualization import colorize, write_prediction
 
 
 class TrainingDiverged(DiffusionMTLError):
     """The loss became NaN or infinite."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C / SIGTERM during training; last.pth has been saved."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every argument's default."""
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_exp", required=True, help="YAML config (see configs/)")
-    parser.add_argument("--run_mode", choices=("train", "infer"), default="train")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--config_exp", required=True, help="YAML experiment config (see configs/)")
+    parser.add_argument("--run_mode", choices=("train", "infer"), default="train",
+                        help="train (resumes from <run folder>/last.pth when present) or infer "
+                             "(evaluate --trained_model on the validation split)")
     parser.add_argument("--trained_model", default=None,
-                        help="checkpoint to evaluate (infer) or to initialise from (train)")
-    parser.add_argument("--device", choices=("auto", "cpu"), default="auto")
+                        help="checkpoint to evaluate (infer) or to initialise the weights from (train)")
+    parser.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                        help="auto: this process's GPU when there is one, else the CPU")
     parser.add_argument("--opts", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. max_iter=100 optimizer_kwargs.lr=1e-4")
     return parser.parse_args(argv)
+
+
+def show_progress():
+    """Progress bars only on an interactive terminal: redirected logs get the log lines alone."""
+    return dist_utils.is_main_process() and sys.stderr.isatty()
+
+
+class StopRequest:
+    """Turns the first Ctrl-C / SIGTERM into a request that the loop honours after the current
+    iteration (saving last.pth); a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
 
 
 # ---------------------------------------------------------------------------------------
@@ -106,6 +150,7 @@ def build_scheduler(cfg, optimizer, total_iters):
 
 def _worker_init(_):
     cv2.setNumThreads(0)  # OpenCV's own thread pool in every loader worker oversubscribes the CPU
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle (it saves first)
 
 
 def make_val_loader(cfg, dataset):
@@ -140,7 +185,7 @@ def plain(cfg):
 def evaluate(cfg, model, loader, evaluator, device, prediction_dir=None, tb_images=None):
     model.eval()
     evaluator.reset()
-    bar = tqdm(loader, desc="eval", disable=not dist_utils.is_main_process(), leave=False, dynamic_ncols=True)
+    bar = tqdm(loader, desc="eval", disable=not show_progress(), leave=False, dynamic_ncols=True)
     for batch in bar:
         batch = to_device(batch, device)
         with autocast(cfg, device):
@@ -156,14 +201,13 @@ def evaluate(cfg, model, loader, evaluator, device, prediction_dir=None, tb_imag
 
 
 def save_predictions(folder, final, batch):
-    """Per-image PNGs for offline evaluation (label ids, probabilities, normals, depth in mm)."""
+    """Per-image PNGs, the files inference.py writes: palette PNGs of label ids, grey
+    probabilities, RGB normals, depth colour-mapped plus depth_mm/ in millimetres."""
     for task, output in final.items():
         prediction = activate(task, output).cpu()
-        os.makedirs(os.path.join(folder, task), exist_ok=True)
         for i, sample_id in enumerate(batch["meta"]["id"]):
             height, width = (int(v) for v in batch["meta"]["size"][i])
-            save_prediction_png(os.path.join(folder, task, f"{sample_id}.png"), task,
-                                prediction[i, ..., :height, :width].numpy())
+            write_prediction(folder, task, sample_id, prediction[i, ..., :height, :width].numpy())
 
 
 def _first_images(cfg, final, batch, count):
@@ -183,9 +227,15 @@ def _first_images(cfg, final, batch, count):
 def train(cfg, args, device, logger):
     rank, world_size = dist_utils.get_rank(), dist_utils.get_world_size()
     seed_everything(cfg.seed * world_size + rank)
+    last_path = os.path.join(cfg.run_dir, "last.pth")
+    resume = load_checkpoint(last_path) if os.path.isfile(last_path) else None
+    check_same_experiment(cfg, resume, last_path)
+    if dist_utils.is_main_process():
+        _write_yaml(os.path.join(cfg.run_dir, "config.yaml"), stored_config(cfg))
 
     train_set = build_dataset(cfg, "train")
     val_set = build_dataset(cfg, "val")
+    check_files(train_set, val_set)
     sampler = dist_utils.ResumableDistributedSampler(len(train_set), cfg.trBatch, cfg.seed)
     train_loader = DataLoader(train_set, batch_size=cfg.trBatch, sampler=sampler, num_workers=cfg.nworkers,
                               pin_memory=device.type == "cuda", drop_last=True, worker_init_fn=_worker_init,
@@ -204,14 +254,14 @@ def train(cfg, args, device, logger):
     criterion = build_loss(cfg)
     evaluator = build_evaluator(cfg, "train")
 
-    start_iter, best = 0, -math.inf
-    last_path = os.path.join(cfg.run_dir, "last.pth")
-    if os.path.isfile(last_path):
-        ckpt = load_checkpoint(last_path)
+    start_iter, best, best_iteration, best_metrics = 0, -math.inf, None, None
+    if resume is not None:
+        ckpt, resume = resume, None  # the weights are copied into the model: no second copy held
         load_model_state(model, ckpt["model"], source=last_path)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_iter, best = ckpt["iteration"], ckpt["best_score"]
+        best_iteration, best_metrics = ckpt.get("best_iteration"), ckpt.get("best_metrics")
         rng_states = ckpt["rng"]
         if len(rng_states) == world_size:
             restore_rng(rng_states[rank])
@@ -235,15 +285,21 @@ def train(cfg, args, device, logger):
                 f"{world_size} process(es) on {device}, {total_iters} iterations "
                 f"({iters_per_epoch} per epoch), tasks {cfg.TASKS.NAMES}, ssl_type {cfg.ssl_type}")
 
+    saved_at = start_iter
+
     def checkpoint(path, iteration):
+        nonlocal saved_at
         rng_states = dist_utils.all_gather_objects(capture_rng())
         if dist_utils.is_main_process():
             save_checkpoint(path, {
                 "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": None, "iteration": iteration,
-                "best_score": best, "rng": rng_states, "config": plain(cfg),
+                "best_score": best, "best_iteration": best_iteration, "best_metrics": best_metrics,
+                "rng": rng_states, "config": plain(cfg),
             })
         dist_utils.barrier()
+        if path == last_path:
+            saved_at = iteration
 
     iteration = start_iter
     metrics = None
@@ -251,74 +307,162 @@ def train(cfg, args, device, logger):
         # The untrained model's scores: the baseline that shows what training achieved.
         baseline = evaluate(cfg, model, val_loader, evaluator, device)
         logger.info(f"evaluation at iteration 0 (untrained):\n{format_table(baseline)}")
-    bar = tqdm(total=total_iters, initial=start_iter, desc="train", dynamic_ncols=True,
-               disable=not dist_utils.is_main_process())
+    bar = tqdm(total=total_iters, initial=start_iter, desc="train", dynamic_ncols=True, disable=not show_progress())
     started = time.time()
-    while iteration < total_iters:
-        epoch, batch_in_epoch = divmod(iteration, iters_per_epoch)
-        sampler.set_position(epoch, batch_in_epoch)
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        model.train()
-        for batch in train_loader:
-            batch = to_device(batch, device)
-            with autocast(cfg, device):
-                outputs = model(batch["image"], batch["task_mask"])
-                loss, per_task = criterion(outputs, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_param.max_norm,
-                                                       cfg.grad_clip_param.norm_type)
-            # Checked before the step, so the weights (and last.pth) stay finite.
-            if dist_utils.broadcast_flag(not (torch.isfinite(loss) and torch.isfinite(grad_norm)).item()):
-                raise TrainingDiverged(
-                    f"loss is {loss.item()} (gradient norm {grad_norm.item()}) at iteration {iteration + 1}; "
-                    f"stopping. The last good checkpoint is "
-                    f"{last_path if os.path.isfile(last_path) else '(none yet)'}; lower optimizer_kwargs.lr "
-                    "or check the data")
-            optimizer.step()
-            scheduler.step()
-            iteration += 1
-            bar.update(1)
-
-            if writer is not None and iteration % cfg.log_interval == 0:
-                lr = optimizer.param_groups[0]["lr"]
-                writer.add_scalar("train/loss", loss.item(), iteration)
-                writer.add_scalar("train/lr", lr, iteration)
-                writer.add_scalar("train/grad_norm", grad_norm.item(), iteration)
-                for task, value in per_task.items():
-                    writer.add_scalar(f"train/loss_{task}", value.item(), iteration)
-                rate = (iteration - start_iter) / max(time.time() - started, 1e-9)
-                logger.info(f"iter {iteration}/{total_iters} loss {loss.item():.4f} lr {lr:.2e} "
-                            f"({rate:.2f} it/s) " + " ".join(f"{t} {v.item():.4f}" for t, v in per_task.items()))
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-
-            finished = iteration >= total_iters
-            if iteration % cfg.val_interval == 0 or finished:
-                tb_images = [] if writer is not None else None
-                metrics = evaluate(cfg, model, val_loader, evaluator, device, tb_images=tb_images)
-                score = best_score(metrics, cfg.best_metric)
-                logger.info(f"evaluation at iteration {iteration}:\n{format_table(metrics)}")
-                if writer is not None:
-                    _log_metrics(writer, metrics, iteration, tb_images)
-                    _write_json(os.path.join(cfg.run_dir, "metrics.json"), metrics)
-                if score > best:
-                    best = score
-                    checkpoint(os.path.join(cfg.run_dir, "best.pth"), iteration)
-                    logger.info(f"new best {cfg.best_metric} = {score:.4f}: saved best.pth")
-                checkpoint(last_path, iteration)
+    with StopRequest() as stop:
+        try:
+            while iteration < total_iters:
+                epoch, batch_in_epoch = divmod(iteration, iters_per_epoch)
+                sampler.set_position(epoch, batch_in_epoch)
+                if hasattr(train_set, "set_epoch"):
+                    train_set.set_epoch(epoch)
                 model.train()
-            elif iteration % cfg.ckpt_interval == 0:
-                checkpoint(last_path, iteration)
-            if finished:
-                break
+                for batch in train_loader:
+                    batch = to_device(batch, device)
+                    with autocast(cfg, device):
+                        outputs = model(batch["image"], batch["task_mask"])
+                        loss, per_task = criterion(outputs, batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_param.max_norm,
+                                                               cfg.grad_clip_param.norm_type)
+                    # Checked before the step, so the weights (and last.pth) stay finite.
+                    if dist_utils.broadcast_flag(not (torch.isfinite(loss) and torch.isfinite(grad_norm)).item()):
+                        raise TrainingDiverged(
+                            f"loss is {loss.item()} (gradient norm {grad_norm.item()}) at iteration "
+                            f"{iteration + 1}; stopping. The last good checkpoint is "
+                            f"{last_path if os.path.isfile(last_path) else '(none yet)'}; lower "
+                            "optimizer_kwargs.lr or check the data")
+                    optimizer.step()
+                    scheduler.step()
+                    iteration += 1
+                    bar.update(1)
+
+                    if writer is not None and iteration % cfg.log_interval == 0:
+                        lr = optimizer.param_groups[0]["lr"]
+                        writer.add_scalar("train/loss", loss.item(), iteration)
+                        writer.add_scalar("train/lr", lr, iteration)
+                        writer.add_scalar("train/grad_norm", grad_norm.item(), iteration)
+                        for task, value in per_task.items():
+                            writer.add_scalar(f"train/loss_{task}", value.item(), iteration)
+                        rate = (iteration - start_iter) / max(time.time() - started, 1e-9)
+                        # One column per task, '-' where no sample of the batch labels it.
+                        columns = " ".join(f"{t} {per_task[t].item():7.4f}" if t in per_task else f"{t} {'-':>7}"
+                                           for t in cfg.TASKS.NAMES)
+                        logger.info(f"iter {iteration:{len(str(total_iters))}d}/{total_iters} "
+                                    f"loss {loss.item():8.4f} lr {lr:.2e} ({rate:5.2f} it/s) | {columns}")
+                        bar.set_postfix(loss=f"{loss.item():.3f}")
+
+                    finished = iteration >= total_iters
+                    if iteration % cfg.val_interval == 0 or finished:
+                        tb_images = [] if writer is not None else None
+                        metrics = evaluate(cfg, model, val_loader, evaluator, device, tb_images=tb_images)
+                        score = best_score(metrics, cfg.best_metric)
+                        logger.info(f"evaluation at iteration {iteration}:\n{format_table(metrics)}")
+                        if score > best:
+                            best, best_iteration, best_metrics = score, iteration, metrics
+                            checkpoint(os.path.join(cfg.run_dir, "best.pth"), iteration)
+                            logger.info(f"new best {cfg.best_metric} = {score:.4f}: saved best.pth")
+                        checkpoint(last_path, iteration)
+                        if writer is not None:
+                            _log_metrics(writer, metrics, iteration, tb_images)
+                            _write_json(os.path.join(cfg.run_dir, "metrics.json"),
+                                        {"iteration": iteration, "checkpoint": last_path, **metrics})
+                        model.train()
+                    elif iteration % cfg.ckpt_interval == 0:
+                        checkpoint(last_path, iteration)
+                    if finished:
+                        break
+                    stop_now = stop.signal is not None
+                    if dist_utils.broadcast_flag(stop_now) if world_size > 1 else stop_now:
+                        if saved_at != iteration:
+                            checkpoint(last_path, iteration)
+                        bar.close()
+                        logger.info(f"interrupted at iteration {iteration}/{total_iters}: saved {last_path}; "
+                                    f"run the same command to resume")
+                        raise Interrupted
+        except DataError as err:
+            if world_size > 1 or iteration == saved_at:
+                raise
+            # A file went bad mid-run (the up-front check only sees missing files): keep the progress.
+            checkpoint(last_path, iteration)
+            raise DataError(f"{one_line(err)} (training stopped at iteration {iteration}; saved {last_path}: "
+                            "fix the file and run the same command to resume)") from None
     bar.close()
     evaluator.close()
     if writer is not None:
         writer.close()
     if metrics is None:
         logger.info(f"nothing to do: {last_path} is already at iteration {start_iter} of {total_iters}")
+    if dist_utils.is_main_process():
+        logger.info(summary(cfg, args, iteration, total_iters, time.time() - started, metrics,
+                            best_iteration, best_metrics))
     return metrics
+
+
+def check_same_experiment(cfg, resume, last_path):
+    """A run folder holds one experiment: refuse to continue it with a config that changes it."""
+    stored = (resume or {}).get("config")
+    if not stored:
+        return
+    changes = config_changes(stored, stored_config(cfg))
+    if changes:
+        shown = "; ".join(changes[:4]) + (f" (+{len(changes) - 4} more)" if len(changes) > 4 else "")
+        raise ConfigError(f"{cfg.run_dir} holds a run with a different config ({shown}); start a new run "
+                          f"with --opts version_name=NEW_NAME (or output_dir=DIR), or continue this one with "
+                          f"its config ({os.path.join(cfg.run_dir, 'config.yaml')}) or delete {last_path}")
+
+
+def check_files(*datasets):
+    """Every file the splits need exists (stat calls only), before any training time is spent."""
+    for dataset in datasets:
+        missing = dataset.missing_files()
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise DataError(f"missing file {missing[0]}{more}: the dataset at {os.path.dirname(missing[0])} "
+                            "is incomplete")
+
+
+def one_line(err):
+    """The message of a user-facing error on one line; an error raised again by a DataLoader
+    worker carries the worker's traceback, of which only the original message is kept."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def headline(metrics):
+    parts = [f"{task}.{name} {value:.2f}" for task, values in (metrics or {}).items() if isinstance(values, dict)
+             for name, value in values.items() if isinstance(value, (int, float))]
+    if isinstance((metrics or {}).get("delta_m"), (int, float)):
+        parts.append(f"delta_m {metrics['delta_m']:+.2f}")
+    return ", ".join(parts) or "(not evaluated)"
+
+
+def summary(cfg, args, iteration, total_iters, seconds, last_metrics, best_iteration, best_metrics):
+    """Where the results are and what to run next, for the end of a run."""
+    run_dir = cfg.run_dir
+    if last_metrics is None and os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
+            last_metrics = json.load(handle)
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
+    best_path = os.path.join(run_dir, "best.pth")
+    opts = f" --opts {shlex.join(args.opts)}" if args.opts else ""
+    lines = [f"run finished: iteration {iteration}/{total_iters}, {seconds / 60:.1f} min this session; "
+             f"run folder {run_dir}/",
+             f"  last (iteration {(last_metrics or {}).get('iteration', iteration)}): {headline(last_metrics)}  "
+             f"-> {os.path.join(run_dir, 'last.pth')}"]
+    if best_iteration is not None:
+        lines.append(f"  best {cfg.best_metric} (iteration {best_iteration}): {headline(best_metrics)}  -> {best_path}")
+    lines += [f"  metrics {os.path.join(run_dir, 'metrics.json')}, log {os.path.join(run_dir, 'log.txt')}, "
+              f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'tb')}",
+              f"  evaluate:    {python} main.py --config_exp {args.config_exp} --run_mode infer "
+              f"--trained_model {best_path}{opts}",
+              f"  your images: {python} inference.py --ckp_path {best_path} --image_path IMAGES "
+              f"--save_dir {os.path.join(run_dir, 'predictions')}"]
+    return "\n".join(lines)
 
 
 def _log_metrics(writer, metrics, iteration, tb_images):
@@ -331,6 +475,14 @@ def _log_metrics(writer, metrics, iteration, tb_images):
     for sample_id, drawn in tb_images or []:
         for task, image in drawn.items():
             writer.add_image(f"val_{sample_id}/{task}", image, iteration, dataformats="HWC")
+
+
+def _write_yaml(path, payload):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(payload, handle, sort_keys=False)
+    os.replace(tmp, path)
 
 
 def _write_json(path, payload):
@@ -347,8 +499,12 @@ def infer(cfg, args, device, logger):
     if not args.trained_model:
         raise CheckpointError("run_mode=infer needs --trained_model CKPT")
     model = build_model(cfg).to(device)
-    load_model_state(model, load_checkpoint(args.trained_model)["model"], source=args.trained_model)
+    ckpt = load_checkpoint(args.trained_model)
+    load_model_state(model, ckpt["model"], source=args.trained_model)
+    iteration = ckpt.get("iteration")
+    del ckpt
     val_set = build_dataset(cfg, "val")
+    check_files(val_set)
     out_dir = os.path.join(cfg.run_dir, "infer")
     prediction_dir = os.path.join(out_dir, "predictions") if cfg.eval_kwargs.save_predictions else None
     logger.info(f"evaluating {args.trained_model} on {len(val_set)} images "
@@ -359,7 +515,8 @@ def infer(cfg, args, device, logger):
     table = format_table(metrics)
     if dist_utils.is_main_process():
         os.makedirs(out_dir, exist_ok=True)
-        _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+        _write_json(os.path.join(out_dir, "metrics.json"),
+                    {"iteration": iteration, "checkpoint": args.trained_model, **metrics})
         with open(os.path.join(out_dir, "metrics.txt"), "w", encoding="utf-8") as handle:
             handle.write(table + "\n")
     logger.info(f"metrics of {args.trained_model}:\n{table}\nwritten to {out_dir}")
@@ -367,18 +524,28 @@ def infer(cfg, args, device, logger):
 
 
 def main(argv=None):
+    """Returns the exit status: 0 done, 2 config / data / checkpoint error, 130 interrupted."""
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config_exp, args.opts)
+        # Evaluation loads every weight from the checkpoint: no backbone initialisation.
+        infer_opts = ["backbone_kwargs.pretrained=null"] if args.run_mode == "infer" else []
+        cfg = load_config(args.config_exp, list(args.opts) + infer_opts)
+        threads, reason = dist_utils.set_num_threads(cfg.num_threads, cfg.nworkers)
         device = dist_utils.init_distributed(args.device)
         logger = setup_logger(cfg.run_dir, dist_utils.get_rank())
+        logger.info(f"{threads} CPU thread(s) per process ({reason})")
         if args.run_mode == "train":
             train(cfg, args, device, logger)
         else:
             infer(cfg, args, device, logger)
     except DiffusionMTLError as err:
-        print(f"error: {err}", file=sys.stderr)
+        dist_utils.report_error(one_line(err))
         return 2
+    except Interrupted:
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted twice: stopped without saving (last.pth keeps its last save)", file=sys.stderr)
+        return 130
     finally:
         dist_utils.cleanup()
     return 0

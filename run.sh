@@ -1,30 +1,44 @@
 #!/usr/bin/env bash
-# Launch DiffusionMTL training or evaluation with torchrun.
+# Launch DiffusionMTL training or evaluation.
 #
 #   bash run.sh                                   # the demo: synthetic data, small ViT, CPU ok
 #   CONFIG=configs/pascal/vitb_onelabel.yml NGPUS=8 bash run.sh
 #   RUN_MODE=infer TRAINED_MODEL=work_dirs/demo/best.pth bash run.sh
 #   bash run.sh --opts max_iter=1000 trBatch=4     # extra arguments go to main.py
+#   NNODES=2 NODE_RANK=0 MASTER_ADDR=host0 MASTER_PORT=29500 CONFIG=... bash run.sh   # multi-node
 #
-# Every variable below can be set from the environment.
+# Every variable below can be set from the environment. One process runs main.py
+# directly; several on one node use torchrun's standalone rendezvous (a free port, so
+# two runs on one machine do not collide); several nodes meet at MASTER_ADDR:MASTER_PORT.
+# Errors are one line (no traceback) with exit status 2 for config / data / checkpoint
+# problems; Ctrl-C saves last.pth and exits with 130.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+die() { echo "error: $*" >&2; exit 2; }
 
 CONFIG=${CONFIG:-configs/demo.yml}
 RUN_MODE=${RUN_MODE:-train}
 TRAINED_MODEL=${TRAINED_MODEL:-}
+case "$RUN_MODE" in
+  train|infer) ;;
+  *) die "RUN_MODE must be train or infer, got '$RUN_MODE'" ;;
+esac
+if [ "$RUN_MODE" = infer ] && [ -z "$TRAINED_MODEL" ]; then
+  die "RUN_MODE=infer needs the checkpoint to evaluate: TRAINED_MODEL=work_dirs/<run>/best.pth bash run.sh"
+fi
 if [ -z "${NGPUS:-}" ]; then
   NGPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   [ "${NGPUS:-0}" -ge 1 ] || NGPUS=1          # no GPU: one CPU process
 fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-MASTER_PORT=${MASTER_PORT:-29500}
 if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 # The demo dataset (db_root of configs/demo.yml): generated once, PASCAL-Context layout.
+# data.synthetic writes into a hidden temporary folder and renames it into place when
+# complete, so an interrupted generation leaves nothing a later run would accept.
 DEMO_DATA=demo_data
 
 if [ "$CONFIG" = "configs/demo.yml" ] && [ ! -d "$DEMO_DATA/PASCALContext" ]; then
@@ -35,7 +49,13 @@ fi
 ARGS=(--config_exp "$CONFIG" --run_mode "$RUN_MODE")
 [ -n "$TRAINED_MODEL" ] && ARGS+=(--trained_model "$TRAINED_MODEL")
 
-exec "$PYTHON" -m torch.distributed.run \
-  --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node "$NGPUS" \
-  --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" \
-  main.py "${ARGS[@]}" "$@"
+if [ "$NNODES" -eq 1 ] && [ "$NGPUS" -eq 1 ]; then
+  exec "$PYTHON" main.py "${ARGS[@]}" "$@"
+elif [ "$NNODES" -eq 1 ]; then
+  exec "$PYTHON" -m utils.distributed --standalone --nproc_per_node "$NGPUS" main.py "${ARGS[@]}" "$@"
+else
+  [ -n "${MASTER_ADDR:-}" ] && [ -n "${MASTER_PORT:-}" ] \
+    || die "a multi-node run (NNODES=$NNODES) needs MASTER_ADDR (the address of node 0) and MASTER_PORT (a free port there)"
+  exec "$PYTHON" -m utils.distributed --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node "$NGPUS" \
+    --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" main.py "${ARGS[@]}" "$@"
+fi

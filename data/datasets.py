@@ -49,6 +49,18 @@ class PartiallyLabelled(Dataset):
     def __len__(self):
         return len(self.loader)
 
+    def missing_files(self):
+        """Files that the samples need and that do not exist (stat calls only; in training,
+        only the labelled tasks' files), so a gap stops a run before it starts."""
+        if not hasattr(self.loader, "files"):
+            return []
+        missing = []
+        for index, task_mask in enumerate(self.task_masks):
+            tasks = [t for t, labelled in zip(self.tasks, task_mask) if labelled]
+            missing += [paths[0] for paths in self.loader.files(index, tasks)
+                        if not any(os.path.exists(p) for p in paths)]
+        return missing
+
     def __getitem__(self, index):
         task_mask = self.task_masks[index]
         sample = self.loader.load(index, tasks=[t for t, labelled in zip(self.tasks, task_mask) if labelled])

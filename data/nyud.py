@@ -69,6 +69,15 @@ class NYUD(_NYUDLoader):
     def _path(self, folder, sample_id, ext):
         return os.path.join(self.root, folder, f"{sample_id}{ext}")
 
+    def files(self, index, tasks=None):
+        """The files `load(index, tasks)` reads, each as a tuple of alternatives (one must exist)."""
+        sample_id = self.ids[index]
+        decode = self.tasks if tasks is None else tasks
+        folders = {"semseg": ("segmentation", ".png"), "depth": ("depth", ".npy"),
+                   "normals": ("normals", ".png"), "edge": ("edge", ".png")}
+        return [(self._path("images", sample_id, ".png"), self._path("images", sample_id, ".jpg"))] + \
+            [(self._path(*folders[task][:1], sample_id, folders[task][1]),) for task in self.tasks if task in decode]
+
     def _semseg(self, sample_id, shape):
         """Stored as class + 1 with 0 = unlabelled; anything outside 1..40 is ignored."""
         path = self._path("segmentation", sample_id, ".png")
@@ -135,6 +144,14 @@ class NYUDMTAN(_NYUDLoader):
 
     def _path(self, folder, sample_id):
         return os.path.join(self.root, self.split, folder, f"{sample_id}.npy")
+
+    def files(self, index, tasks=None):
+        """The files `load(index, tasks)` reads, each as a tuple of alternatives (one must exist)."""
+        sample_id = self.ids[index]
+        decode = self.tasks if tasks is None else tasks
+        folders = {"semseg": "label", "depth": "depth", "normals": "normal"}
+        return [(self._path("image", sample_id),)] + \
+            [(self._path(folders[task], sample_id),) for task in self.tasks if task in decode]
 
     def _image(self, sample_id):
         path = self._path("image", sample_id)

@@ -191,6 +191,26 @@ class PascalContext:
     def _edge(self, sample_id, shape, label_map):
         return label_boundaries(label_map)
 
+    def files(self, index, tasks=None):
+        """The files `load(index, tasks)` reads, each as a tuple of alternatives (one must exist)."""
+        sample_id = self.ids[index]
+        decode = self.tasks if tasks is None else tasks
+        needed = [(self._path("JPEGImages", f"{sample_id}.jpg"),)]
+        if "edge" in decode or "normals" in decode:
+            needed.append((self._path("pascal-context", "trainval", f"{sample_id}.mat"),))
+        if "semseg" in decode:
+            needed.append((self._path("semseg", "VOC12", f"{sample_id}.png"),
+                           self._path("semseg", "pascal-context", f"{sample_id}.png")))
+        if "human_parts" in decode:
+            classes = self._part_classes.get(sample_id)
+            if classes is None or PERSON_CLASS in classes:
+                needed.append((self._path("human_parts", f"{sample_id}.mat"),))
+        if "normals" in decode:
+            needed.append((self._path("normals_distill", f"{sample_id}.png"),))
+        if "sal" in decode:
+            needed.append((self._path("sal_distill", f"{sample_id}.png"),))
+        return needed
+
     def load(self, index, tasks=None):
         """The raw sample, before `transform`. Only `tasks` (default: all) are decoded; the
         others are all-ignore maps (unlabelled tasks cost no .mat read or thinning)."""

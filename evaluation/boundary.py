@@ -35,6 +35,8 @@ import torch
 from pyEdgeEval._lib import correspond_pixels
 from skimage.morphology import thin
 
+from utils.distributed import exit_with_parent
+
 # Rows of the count table.
 CNT_R, SUM_R, CNT_P, SUM_P = range(4)
 
@@ -142,7 +144,9 @@ class BoundaryMeter:
             return
         if self._pool is None:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+            # The workers exit when this process dies, even by kill -9 (they are the forkserver's children).
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
+                                             initializer=exit_with_parent, initargs=(os.getpid(),))
         self._pending.append(self._pool.submit(evaluate_image, probability, boundary,
                                                self.thresholds, self.max_dist))
         # Bound the images held in memory while the workers catch up.

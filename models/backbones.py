@@ -1,7 +1,9 @@
 """Backbones: an image -> a list of feature maps, with their channels and strides.
 
 Every backbone exposes `out_channels` and `strides` (one entry per returned map).
-Weights are random unless `pretrained` names a local file; nothing is downloaded.
+`pretrained`: None / False for random weights; True for the standard ImageNet weights,
+which torchvision (ResNet, cache $TORCH_HOME) or timm (ViT, Hugging Face hub cache
+$HF_HOME) download once and cache, as their users expect; a path for a local file.
 """
 import os
 
@@ -21,13 +23,29 @@ def _check_file(path):
         raise ConfigError(f"backbone_kwargs.pretrained: file not found: {path}")
 
 
+def _download_failed(name, library, cache, err):
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return CheckpointError(f"backbone_kwargs.pretrained: true: cannot get the ImageNet weights of {name} "
+                           f"from {library} ({type(err).__name__}: {first[:200]}); without network access, "
+                           f"put them in its cache ({cache}) or set backbone_kwargs.pretrained to a local file")
+
+
+def _torchvision_resnet(name):
+    """torchvision's default ImageNet weights, downloaded and cached by torchvision."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    try:
+        return getattr(torchvision.models, name)(weights=weights)
+    except Exception as err:  # URLError, socket errors, a corrupt cache file, ...
+        raise _download_failed(name, "torchvision", "$TORCH_HOME/hub/checkpoints", err) from None
+
+
 class ResNetBackbone(nn.Module):
     """torchvision ResNet without its classifier: the 4 stages at strides 4/8/16/32."""
 
     def __init__(self, name, pretrained=None):
         super().__init__()
-        net = getattr(torchvision.models, name)(weights=None)
-        if pretrained:
+        net = _torchvision_resnet(name) if pretrained is True else getattr(torchvision.models, name)(weights=None)
+        if pretrained and pretrained is not True:
             _check_file(pretrained)
             try:
                 state = torch.load(pretrained, map_location="cpu", weights_only=True)
@@ -75,6 +93,11 @@ class ViTBackbone(nn.Module):
             kwargs["depth"] = depth
         if not pretrained:
             self.vit = timm.create_model(name, pretrained=False, **kwargs)
+        elif pretrained is True:
+            try:  # timm's default pretrained tag for `name`, from its hub cache or downloaded
+                self.vit = timm.create_model(name, pretrained=True, **kwargs)
+            except Exception as err:  # offline, hub errors, or weights that do not fit the overrides
+                raise _download_failed(name, "timm", "$HF_HOME", err) from None
         else:
             _check_file(pretrained)
             # a local file only; timm's own .npz reader for the original JAX checkpoints
@@ -100,7 +123,8 @@ class ViTBackbone(nn.Module):
 
 def build_backbone(name, pretrained=None, drop_path_rate=0.0, num_taps=4, patch_size=None, depth=None):
     """ResNet-18/50 (torchvision; always its 4 stages, num_taps unused) or any timm ViT by name
-    (e.g. vit_small_patch16_384), optionally with another patch size or number of blocks."""
+    (e.g. vit_small_patch16_384), optionally with another patch size or number of blocks.
+    `pretrained`: None / False (random), True (the library's ImageNet weights) or a file."""
     if name in RESNET_CHANNELS:
         for key, value in (("drop_path_rate", drop_path_rate), ("patch_size", patch_size), ("depth", depth)):
             if value:

@@ -2,6 +2,7 @@
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 
 import torch
@@ -29,15 +30,31 @@ def save_checkpoint(path, state):
         raise
 
 
+def _reason(err):
+    """The real reason of a failed `torch.load`, without torch's advice to retry unsafely."""
+    skip = ("weights only load failed", "re-running", "please file an issue", "check the documentation")
+    for line in str(err).splitlines():
+        line = line.replace("WeightsUnpickler error:", "").strip()
+        if line and not line.lower().startswith(skip):
+            return line
+    return type(err).__name__
+
+
 def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint dict safely; raise CheckpointError for a missing/corrupt/foreign file."""
+    """Load a checkpoint dict safely; raise CheckpointError for a missing/corrupt/foreign file.
+
+    Only tensors and plain containers are read (`weights_only=True`); a file that needs
+    anything else is refused with the unpickler's reason, never retried unsafely.
+    """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from None
+        raise CheckpointError(f"{path} is not a loadable checkpoint ({_reason(err)}); only tensors and "
+                              "plain containers are read from checkpoints") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path} is not a DiffusionMTL checkpoint (no 'model' state dict); "
                               "convert the public release's file with `python -m models.convert_official`")

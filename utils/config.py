@@ -11,7 +11,8 @@ import yaml
 from easydict import EasyDict
 
 from utils.errors import ConfigError
-from utils.tasks import DATASET_DIRNAME, DATASET_TASKS, EDGE_MAXDIST, TASK_METRIC, TASK_ORDER
+from utils.tasks import (DATASET_DIRNAME, DATASET_TASKS, EDGE_MAXDIST, SEMSEG_CLASS_CHOICES, TASK_ORDER,
+                         headline_metric)
 
 DB_ROOT_ENV = "DIFFUSIONMTL_DB_ROOT"
 DATASETS = tuple(DATASET_TASKS)
@@ -26,6 +27,8 @@ DEFAULTS = {
     "trBatch": 6,  # per-process batch
     "valBatch": 6,
     "nworkers": 2,
+    "num_threads": None,  # CPU intra-op threads per process; null: $DIFFUSIONMTL_NUM_THREADS,
+    # $OMP_NUM_THREADS, else the available cores / local processes, less room for loader workers
     "epochs": 100,  # used when max_iter is null
     "max_iter": None,
     "val_interval": 1000,  # iterations between evaluations
@@ -39,7 +42,8 @@ DEFAULTS = {
     "model": "DiffusionMTL",
     "backbone": "resnet18",
     "backbone_kwargs": {
-        "pretrained": None,  # local weight file; nothing is downloaded
+        "pretrained": None,  # true: timm / torchvision ImageNet weights (downloaded and cached by
+        # those libraries); a path: a local weight file; null / false: random initialisation
         "drop_path_rate": 0.0,
         "num_taps": 4,  # ViT: blocks tapped as feature maps
         "patch_size": None,  # ViT: override the model's patch size
@@ -57,7 +61,7 @@ DEFAULTS = {
         "mlp_ratio": 4.0,
         "token_stride": 4,  # denoiser tokens = fused map downsampled by this
         "head_convs": 3,  # 3x3 convs in each task's output stack
-        "beta_schedule": "sqrt_linear",  # sqrt_linear | linear | cosine
+        "beta_schedule": "linear",  # linear (in sqrt(beta), as latent diffusion names it) | sqrt_linear | cosine
         "beta_start": 1e-3,
         "beta_end": 1e-2,
         "eval_noise": "zero",  # zero | seeded: deterministic noise at evaluation
@@ -86,6 +90,7 @@ DEFAULTS = {
     },
     "grad_clip_param": {"max_norm": 10.0, "norm_type": 2.0},
     "ignore_index": 255,
+    "semseg_classes": None,  # null = the dataset's label set; Cityscapes: 7 or 19
     "ssl_type": "onelabel",  # full | onelabel | randomlabels
     "partial_labels_file": None,  # .json (ours) or official .pth; else generated from seed
     "train_size": [512, 512],  # crop size
@@ -110,10 +115,12 @@ DEFAULTS = {
 TYPES = {
     "db_root": (str, type(None)),
     "max_iter": (int, type(None)),
-    "backbone_kwargs.pretrained": (str, type(None)),
+    "backbone_kwargs.pretrained": (bool, str, type(None)),
+    "num_threads": (int, type(None)),
     "backbone_kwargs.patch_size": (int, type(None)),
     "backbone_kwargs.depth": (int, type(None)),
     "partial_labels_file": (str, type(None)),
+    "semseg_classes": (int, type(None)),
     "eval_kwargs.edge_maxdist": (float, type(None)),
     "best_metric": (str, type(None)),
 }
@@ -125,7 +132,7 @@ CHOICES = {
     "model": ("DiffusionMTL",),
     "model_kwargs.variant": ("feature", "prediction"),
     "model_kwargs.conditioning": ("multitask", "none"),
-    "model_kwargs.beta_schedule": ("sqrt_linear", "linear", "cosine"),
+    "model_kwargs.beta_schedule": ("linear", "sqrt_linear", "cosine"),
     "model_kwargs.eval_noise": ("zero", "seeded"),
     "ssl_type": ("full", "onelabel", "randomlabels"),
 }
@@ -215,7 +222,14 @@ def derive(cfg, source):
                               f"available on {cfg.train_db_name}; available: {list(tasks_available)}")
     if cfg.ssl_type != "full" and len(wanted) < 2:
         raise ConfigError(f"{source}: ssl_type '{cfg.ssl_type}' needs at least two tasks")
-    cfg.TASKS = EasyDict({"NAMES": wanted, "NUM_OUTPUT": {t: tasks_available[t] for t in wanted}})
+    num_output = dict(tasks_available)
+    if cfg.semseg_classes is not None:
+        choices = SEMSEG_CLASS_CHOICES.get(cfg.train_db_name, (tasks_available.get("semseg"),))
+        if cfg.semseg_classes not in choices:
+            raise ConfigError(f"{source}: key 'semseg_classes' must be null or one of {list(choices)} "
+                              f"on {cfg.train_db_name}, got {cfg.semseg_classes}")
+        num_output["semseg"] = cfg.semseg_classes
+    cfg.TASKS = EasyDict({"NAMES": wanted, "NUM_OUTPUT": {t: num_output[t] for t in wanted}})
 
     for task, metrics in cfg.reference_metrics.items():
         if task not in wanted or not isinstance(metrics, dict):
@@ -223,7 +237,8 @@ def derive(cfg, source):
 
     if cfg.best_metric is None:
         first = wanted[0]
-        cfg.best_metric = "delta_m" if cfg.reference_metrics else f"{first}.{TASK_METRIC[first][0]}"
+        headline = headline_metric(cfg.train_db_name, first)[0]
+        cfg.best_metric = "delta_m" if cfg.reference_metrics else f"{first}.{headline}"
     elif cfg.best_metric == "delta_m" and not cfg.reference_metrics:
         raise ConfigError(f"{source}: best_metric 'delta_m' needs reference_metrics")
     elif cfg.best_metric != "delta_m":
@@ -269,6 +284,65 @@ def derive(cfg, source):
     else:
         cfg.edge_maxdist = EDGE_MAXDIST[cfg.val_db_name]
     return cfg
+
+
+# Keys that may change when a run is continued (budget, logging, evaluation, where the
+# data lives); any other difference means a different experiment in the same folder.
+RESUMABLE_KEYS = ("max_iter", "epochs", "val_interval", "eval_at_start", "log_interval", "ckpt_interval",
+                  "nworkers", "num_threads", "valBatch", "db_root", "output_dir", "eval_kwargs", "tb_images")
+DERIVED_KEYS = ("TASKS", "train_db_dir", "val_db_dir", "run_dir", "edge_maxdist")
+
+
+def _flatten(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and f"{prefix}{key}" not in FREE_FORM:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(old, new):
+    """'key: old -> new' for every key outside RESUMABLE_KEYS / DERIVED_KEYS that differs.
+
+    `old` is the plain config stored in a run's checkpoint; keys it lacks (added to the
+    code later) count as their default.
+    """
+    skip = RESUMABLE_KEYS + DERIVED_KEYS
+    old_flat, new_flat, defaults = _flatten(old), _flatten(new), _flatten(DEFAULTS)
+    changes = []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        if key.split(".")[0] in skip:
+            continue
+        before, after = old_flat.get(key, defaults.get(key)), new_flat.get(key, defaults.get(key))
+        if before != after and not (isinstance(before, list) and tuple(before) == tuple(after or ())):
+            changes.append(f"{key}: {before!r} -> {after!r}")
+    return changes
+
+
+def stored_config(cfg):
+    """The config as written to a run folder / checkpoint: plain types, no derived fields."""
+    return {k: copy.deepcopy(v) for k, v in _plain(cfg).items() if k not in DERIVED_KEYS}
+
+
+def _plain(tree):
+    if isinstance(tree, dict):
+        return {k: _plain(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_plain(v) for v in tree]
+    return tree
+
+
+def config_from_dict(raw, source, opts=None):
+    """Validate a stored config (a checkpoint's `config`) like a YAML file; derived fields
+    in it are recomputed, not trusted."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: no config stored in it; pass the training config file")
+    cfg = copy.deepcopy(DEFAULTS)
+    _merge(cfg, {k: v for k, v in raw.items() if k not in DERIVED_KEYS}, source)
+    _merge(cfg, _parse_opts(opts), f"{source} (--opts)")
+    return derive(EasyDict(cfg), source)
 
 
 def load_config(path, opts=None):

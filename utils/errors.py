@@ -19,3 +19,7 @@ class CheckpointError(DiffusionMTLError):
 
 class ImageReadError(DiffusionMTLError):
     """An input image cannot be read or decoded."""
+
+
+class UsageError(DiffusionMTLError):
+    """A command-line argument cannot be used as given (e.g. an output path that is a file)."""

@@ -69,3 +69,36 @@ def test_vit_patch_size_and_depth_overrides():
     assert [tuple(m.shape) for m in maps] == [(1, 192, 8, 12)] * 3
     with pytest.raises(ConfigError, match="patch_size"):
         build_backbone("resnet18", patch_size=8)
+
+
+def _offline(monkeypatch, cache):
+    """No network for this test: empty caches and a proxy on a closed port."""
+    for var in ("TORCH_HOME", "HF_HOME"):
+        monkeypatch.setenv(var, str(cache))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_pretrained_true_loads_torchvision_weights_from_its_cache(tmp_path, monkeypatch):
+    import torchvision
+
+    _offline(monkeypatch, tmp_path)
+    cached = torchvision.models.resnet18(weights=None)
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(cached.state_dict(), folder / url.rsplit("/", 1)[1])  # what torchvision's download leaves
+    backbone = build_backbone("resnet18", pretrained=True)
+    torch.testing.assert_close(backbone.layer3[0].conv1.weight, cached.layer3[0].conv1.weight)
+    assert not torch.equal(build_backbone("resnet18", pretrained=False).layer3[0].conv1.weight,
+                           cached.layer3[0].conv1.weight)
+
+
+def test_pretrained_true_without_network_is_one_clear_error(tmp_path, monkeypatch):
+    _offline(monkeypatch, tmp_path)
+    with pytest.raises(CheckpointError) as err:
+        build_backbone("resnet18", pretrained=True)
+    message = str(err.value)
+    assert "cannot get the ImageNet weights of resnet18" in message and "\n" not in message
+    assert "local file" in message

@@ -66,3 +66,28 @@ def test_mismatch_names_keys():
         load_model_state(model, state, source="ckpt.pth")
     message = str(err.value)
     assert "ckpt.pth" in message and "1.bias" in message and "extra" in message and "0.weight (5, 3)" in message
+
+
+class _RunsACommand:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+def test_malicious_file_names_the_reason_and_gives_no_unsafe_advice(tmp_path):
+    import pickle
+
+    path = tmp_path / "malicious.pth"
+    torch.save({"model": _RunsACommand()}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(str(path))
+    message = str(err.value)
+    assert "malicious.pth is not a loadable checkpoint" in message
+    assert "GLOBAL posix.system" in message or "GLOBAL os.system" in message
+    assert "weights_only=False" not in message and "False" not in message
+    assert "Re-running" not in message and "\n" not in message
+
+    raw = tmp_path / "raw_pickle.pth"  # a plain pickle, not torch's zip format
+    raw.write_bytes(pickle.dumps({"model": _RunsACommand()}, protocol=4))
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(str(raw))
+    assert "Unsupported operand" in str(err.value) and "Re-running" not in str(err.value)
