@@ -1,8 +1,9 @@
-"""Synthetic multi-task scenes written in the exact on-disk layouts of PASCAL-Context and
-NYUD-v2 (SPEC section 2), for tests and for the CPU demo.
+"""Synthetic multi-task scenes written in the exact on-disk layouts of PASCAL-Context,
+NYUD-v2 and Cityscapes (SPEC section 2), for tests and for the CPU demo.
 
-A scene is one pinhole-camera view of a room (floor, walls, ceiling) or of a ground plane
-under the sky, with objects standing at different distances. Every label comes from the
+A scene is one pinhole-camera view of a room (floor, walls, ceiling), of a ground plane
+under the sky, or of a street (road, sidewalks, facades; Cityscapes), with objects
+standing at different distances. Every label comes from the
 same geometry, so the tasks are related as in real data: nearer objects occlude farther
 ones (semseg, human parts, boundaries), normals and depth follow the surfaces (boxes are
 exact planes, round things are bulged 2-D shapes), the nearest objects are salient, and
@@ -13,6 +14,10 @@ optical axis. Object coordinates: x lateral from the object's anchor, y up from 
 floor, z away from the camera from the object's front.
 
     python -m data.synthetic --layout pascal --out demo_data --train 100 --val 20 --size 128
+    python -m data.synthetic --layout cityscapes --out demo_data --train 100 --val 20   # 128x256
+
+The dataset folder appears only when complete (written next to it, then renamed); an
+existing non-empty one is replaced only with --force.
 """
 import argparse
 import dataclasses
@@ -31,7 +36,8 @@ from data.pascal_context import VOC_CLASSES, label_boundaries, load_db_info
 from utils.errors import DataError
 from utils.tasks import DATASET_DIRNAME, IGNORE_INDEX
 
-LAYOUTS = ("pascal", "nyud", "nyud_mtan")
+LAYOUTS = ("pascal", "nyud", "nyud_mtan", "cityscapes")
+DEFAULT_SIZES = {"cityscapes": "128x256"}  # --size when not given; else 128
 SKY_DEPTH = 1000.0
 
 # Base albedo (RGB in [0, 1]) of every kind of surface; instances jitter around it.
@@ -49,6 +55,9 @@ KIND_COLOURS = {
     "cabinet": (0.70, 0.55, 0.35), "bookshelf": (0.45, 0.30, 0.20), "box": (0.75, 0.60, 0.40),
     "lamp": (0.95, 0.90, 0.60), "picture": (0.30, 0.50, 0.70), "window": (0.70, 0.85, 0.95),
     "door": (0.55, 0.35, 0.20), "clutter": (0.50, 0.50, 0.50),
+    # street scenes (appended, so the indices above and the older layouts do not change)
+    "building": (0.62, 0.58, 0.55), "sidewalk": (0.70, 0.68, 0.64), "pole": (0.45, 0.45, 0.47),
+    "sign": (0.85, 0.80, 0.15),
 }
 KINDS = tuple(KIND_COLOURS)
 
@@ -75,6 +84,13 @@ MTAN_IDS = {"bed": 0, "bookshelf": 5, "ceiling": 2, "chair": 3, "floor": 4, "cab
             "door": 5, "box": 6, "lamp": 6, "bottle": 6, "pottedplant": 6, "person": 6,
             "picture": 7, "sofa": 8, "diningtable": 9, "tvmonitor": 10, "wall": 11,
             "window": 12, "clutter": -1}
+# Cityscapes (MTAN preprocessing): 19 train ids and the 7 categories (-1 = void).
+CITYSCAPES19_IDS = {"road": 0, "sidewalk": 1, "building": 2, "pole": 5, "sign": 7, "tree": 8, "grass": 9,
+                    "sky": 10, "person": 11, "car": 13, "bus": 15, "train": 16, "motorbike": 17,
+                    "bicycle": 18}
+CITYSCAPES7_IDS = {"road": 0, "sidewalk": 0, "building": 1, "pole": 2, "sign": 2, "tree": 3, "grass": 3,
+                   "sky": 4, "person": 5, "car": 6, "bus": 6, "train": 6, "motorbike": 6, "bicycle": 6}
+STREET_VEHICLES = ("car", "car", "car", "bus", "bicycle", "motorbike")
 
 
 # ----------------------------------------------------------------------------- camera
@@ -683,6 +699,120 @@ def make_scene(rng, height, width, style, person_prob):
     return scene
 
 
+# ------------------------------------------------------------------------ street scenes
+def _facade_segments(rng, length):
+    """Building fronts and rows of trees along one side of a street, as segments ending at
+    distance `ends` with heights `heights` (metres) and kinds."""
+    ends, heights, kinds, distance = [], [], [], 0.0
+    while distance < length:
+        distance += rng.uniform(6.0, 20.0)
+        tree = rng.random() < 0.2
+        ends.append(distance)
+        heights.append(rng.uniform(3.0, 8.0) if tree else rng.uniform(4.0, 16.0))
+        kinds.append("tree" if tree else "building")
+    return np.array(ends), np.array(heights), np.array(kinds)
+
+
+def render_street(scene, rng, road_half, walk, back):
+    """Ray-cast a straight street: road and sidewalks on the ground plane, facades (houses
+    or trees) at |x| = road_half + walk up to their heights, houses across the far end at
+    `back`, sky above."""
+    cam = scene.camera
+    sx, sy = cam.slope_x, cam.slope_y
+    inf = np.float32(np.inf)
+    side = road_half + walk
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        floor = np.where(sy < 0, cam.eye / -sy, inf)
+        road = np.abs(sx * floor) < road_half
+        planes = [("road", np.where(road, floor, inf), (0, 1, 0)),
+                  ("sidewalk", np.where(road, inf, floor), (0, 1, 0))]
+        for sign, slope in ((-1, -sx), (1, sx)):  # the left, then the right side
+            ends, heights, kinds = _facade_segments(rng, back)
+            hit = np.where(slope > 0, side / slope, inf)
+            segment = np.minimum(np.searchsorted(ends, hit), len(ends) - 1)
+            covered = np.isfinite(hit) & (hit < back) & (cam.eye + sy * hit < heights[segment])
+            for kind in ("building", "tree"):
+                planes.append((kind, np.where(covered & (kinds[segment] == kind), hit, inf), (-sign, 0, 0)))
+        far_top = rng.uniform(3.0, 12.0)
+        planes += [("building", np.where(cam.eye + sy * back < far_top, back, inf).astype(np.float32), (0, 0, 1)),
+                   ("sky", np.full(sx.shape, SKY_DEPTH, np.float32), (0, 0, 1))]
+    depths = np.stack([p[1] for p in planes])
+    nearest = depths.argmin(axis=0)
+    scene.depth[:] = depths.min(axis=0)
+    x, z = sx * scene.depth, scene.depth
+    up = cam.eye + sy * scene.depth  # height of the hit point
+    noise = _smooth_noise(rng, scene.depth.shape, 8)
+    for index, (kind, _, normal) in enumerate(planes):
+        hit = nearest == index
+        scene.kind[hit] = KINDS.index(kind)
+        scene.normal[hit] = normal
+        base = np.asarray(_jitter(rng, KIND_COLOURS[kind]), np.float32)
+        if kind == "building":  # rows of windows
+            along = z[hit] if normal[0] != 0 else x[hit]
+            pattern = np.where((np.sin(along * 2.0) > 0.3) & (np.sin(up[hit] * 2.2) > 0.2), 0.5, 1.0)
+        elif kind == "road":  # dashed centre line
+            pattern = np.where((np.abs(x[hit]) < 0.1) & (np.sin(z[hit] * 0.8) > 0), 2.2, 1.0 + 0.1 * noise[hit])
+        elif kind == "sidewalk":  # paving slabs
+            pattern = ((np.floor(x[hit] / 0.6) + np.floor(z[hit] / 0.6)) % 2) * 0.15 + 0.85
+        elif kind == "sky":
+            pattern = 0.85 + 0.3 * np.clip(sy[hit] * 2, 0, 1)
+        else:
+            pattern = 1.0 + 0.25 * noise[hit]
+        scene.albedo[hit] = base * np.asarray(pattern, np.float32)[:, None]
+
+
+def _street_tree(rng):
+    tall = rng.uniform(4.0, 8.0)
+    crown = _jitter(rng, KIND_COLOURS["tree"])
+    return SceneObject("tree", [Blob(("capsule", 0.0, 0.0, 0.0, 0.6 * tall, 0.15), (0.35, 0.25, 0.15)),
+                                Blob(("ellipse", 0.0, 0.7 * tall, 0.25 * tall, 0.3 * tall), crown, dz=-0.1)],
+                       0.5 * tall, tall, 0.5 * tall)
+
+
+def make_street_scene(rng, height, width):
+    """A street seen from a car (Cityscapes-like): vehicles on the road, people, poles with
+    signs and trees on the sidewalks, facades along both sides, the car's bonnet at the
+    bottom (void, no depth, as in Cityscapes)."""
+    camera = Camera(rng, height, width)
+    scene = Scene(camera)
+    road_half, walk, back = rng.uniform(3.0, 7.0), rng.uniform(1.5, 4.0), rng.uniform(40.0, 120.0)
+    near = max(camera.focal * camera.eye / (camera.height - camera.horizon), 1.5)  # ground seen from here
+    placed = []
+    for kind in (STREET_VEHICLES[i] for i in rng.integers(len(STREET_VEHICLES), size=rng.integers(1, 5))):
+        obj = build_object(rng, kind)
+        lane = max(road_half - obj.width / 2, 0.0)
+        distance = rng.uniform(max(near + 2.0, 3.0 * obj.height), min(back, 50.0))
+        placed.append((obj, rng.uniform(-lane, lane), distance))
+    for _ in range(rng.integers(0, 4)):
+        obj = build_object(rng, "person", parts_labelled=True)
+        x = (1 if rng.random() < 0.5 else -1) * rng.uniform(road_half + 0.4, road_half + walk - 0.3)
+        placed.append((obj, x, rng.uniform(near, 30.0)))
+    for _ in range(rng.integers(0, 4)):
+        x = (1 if rng.random() < 0.5 else -1) * (road_half + 0.3)
+        distance = rng.uniform(near + 1.0, min(back, 40.0))
+        if rng.random() < 0.4:
+            placed.append((_street_tree(rng), x, distance))
+            continue
+        tall = rng.uniform(3.0, 5.0)
+        placed.append((SceneObject("pole", [Box(-0.07, 0.07, 0.0, tall, 0.0, 0.14, KIND_COLOURS["pole"])],
+                                   0.14, tall, 0.14), x, distance))
+        if rng.random() < 0.7:
+            plate = Box(-0.35, 0.35, tall - 0.1, tall + 0.5, -0.03, 0.0, _jitter(rng, KIND_COLOURS["sign"]))
+            placed.append((SceneObject("sign", [plate], 0.7, tall + 0.5, 0.03), x, distance))
+    render_street(scene, rng, road_half, walk, back)
+    for instance, (obj, anchor_x, anchor_d) in enumerate(sorted(placed, key=lambda o: -o[2]), start=1):
+        render_object(scene, obj, instance, anchor_x, anchor_d)
+    # the bonnet: a low arc over the bottom rows
+    cols = np.arange(width, dtype=np.float32)
+    top = height * (1.0 - rng.uniform(0.04, 0.1)) + height * 0.05 * ((cols - width / 2) / (width / 2)) ** 2
+    bonnet = np.arange(height, dtype=np.float32)[:, None] >= top[None, :]
+    scene.kind[bonnet] = KINDS.index("clutter")
+    scene.instance[bonnet] = 0
+    scene.normal[bonnet] = (0, 1, 0)
+    scene.albedo[bonnet] = _jitter(rng, (0.2, 0.2, 0.22))
+    return scene
+
+
 def salient_instances(scene, min_area=0.02):
     """The nearest sizeable objects (within 30% of the nearest one's distance)."""
     area = np.bincount(scene.instance.ravel(), minlength=len(scene.objects) + 1) / scene.instance.size
@@ -815,6 +945,21 @@ def write_mtan_sample(root, split, index, scene, rng):
     np.save(os.path.join(folder, "normal", f"{index}.npy"), normals)
 
 
+def write_cityscapes_sample(root, split, index, scene, rng):
+    """MTAN's Cityscapes arrays: image [0, 1], label_7 / label_19 with -1 = void, and
+    inverse depth (1 / metres) with 0 where there is none (sky, bonnet, sensor holes)."""
+    folder = os.path.join(root, split)
+    image = shade(scene, rng)
+    np.save(os.path.join(folder, "image", f"{index}.npy"), image.astype(np.float32) / 255.0)
+    for count, ids in ((7, CITYSCAPES7_IDS), (19, CITYSCAPES19_IDS)):
+        labels = np.array([ids.get(k, -1) for k in KINDS], np.float32)[scene.kind]
+        np.save(os.path.join(folder, f"label_{count}", f"{index}.npy"), labels)
+    depth = _depth_with_holes(scene, rng)
+    measured = (depth > 0) & ~np.isin(scene.kind, [KINDS.index("sky"), KINDS.index("clutter")])
+    inverse = np.where(measured, 1.0 / np.maximum(depth, 1e-3), 0.0).astype(np.float32)
+    np.save(os.path.join(folder, "depth", f"{index}.npy"), inverse[..., None])
+
+
 # ------------------------------------------------------------------------- generation
 def parse_size(text):
     """'128' -> (128, 128); '96x128' -> (96, 128) as (H, W)."""
@@ -878,11 +1023,21 @@ def _write_nyud_mtan(root, counts, height, width, seed):
             write_mtan_sample(root, split, index, make_scene(rng, height, width, "nyud", 0.3), rng)
 
 
+def _write_cityscapes(root, counts, height, width, seed):
+    for split, count in counts.items():
+        for folder in ("image", "label_7", "label_19", "depth"):
+            os.makedirs(os.path.join(root, split, folder), exist_ok=True)
+        for index in range(count):
+            rng = _sample_rng(seed, split, index)
+            write_cityscapes_sample(root, split, index, make_street_scene(rng, height, width), rng)
+
+
 # layout -> (dataset name, writer(root, counts, height, width, seed))
 WRITERS = {
     "pascal": ("PASCALContext", _write_pascal),
     "nyud": ("NYUD", _write_nyud),
     "nyud_mtan": ("NYUD_MTAN", _write_nyud_mtan),
+    "cityscapes": ("Cityscapes", _write_cityscapes),
 }
 
 
@@ -934,12 +1089,13 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="db_root: the dataset folder is created inside")
     parser.add_argument("--train", type=int, default=100, help="training images")
     parser.add_argument("--val", type=int, default=20, help="validation images")
-    parser.add_argument("--size", default="128", help="S (square) or HxW")
+    parser.add_argument("--size", default=None, help="S (square) or HxW (default: 128, cityscapes 128x256)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="replace an existing non-empty dataset folder")
     args = parser.parse_args(argv)
     try:
-        root = generate(args.layout, args.out, args.train, args.val, parse_size(args.size), args.seed,
+        size = parse_size(args.size or DEFAULT_SIZES.get(args.layout, "128"))
+        root = generate(args.layout, args.out, args.train, args.val, size, args.seed,
                         force=args.force)
     except DataError as err:
         parser.exit(2, f"error: {err}\n")

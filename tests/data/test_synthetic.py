@@ -41,7 +41,7 @@ def pascal(tmp_path_factory):
     return generate("pascal", str(out), 8, 2, 64, seed=3)
 
 
-@pytest.mark.parametrize("layout", ["pascal", "nyud", "nyud_mtan"])
+@pytest.mark.parametrize("layout", ["pascal", "nyud", "nyud_mtan", "cityscapes"])
 def test_same_seed_same_files_other_seed_other_images(tmp_path, layout):
     roots = [generate(layout, str(tmp_path / name), 3, 1, (40, 48), seed)
              for name, seed in (("a", 5), ("b", 5), ("c", 6))]
