@@ -1,7 +1,10 @@
 """Predict every task for images of any size and write PNGs plus an overview figure.
 
-    python inference.py --config_path configs/pascal/X.yml --ckp_path best.pth \
-        --image_path photos/ --save_dir predictions/
+    python inference.py --ckp_path best.pth --image_path photos/ --save_dir predictions/ \
+        [--config_exp configs/pascal/X.yml]
+
+The model's config is read from the checkpoint (training checkpoints carry it); pass
+`--config_exp` (alias `--config_path`) for a checkpoint without one.
 
 `--image_path` is an image file, a folder (its image files, not recursive) or a glob.
 Each image is resized to fit `val_size` (aspect ratio kept), padded bottom/right, run
@@ -29,9 +32,9 @@ from data.transforms import normalize
 from evaluation.postprocess import activate
 from models import build_model
 from utils.checkpoint import load_checkpoint, load_model_state
-from utils.config import load_config
-from utils.errors import DiffusionMTLError, ImageReadError
-from utils.visualization import CLASS_NAMES, make_overview, write_prediction
+from utils.config import config_from_dict, load_config
+from utils.errors import CheckpointError, DiffusionMTLError, ImageReadError, UsageError
+from utils.visualization import dataset_style, make_overview, write_prediction
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
 # Inference needs no dataset and no backbone initialisation (the checkpoint has every weight).
@@ -132,9 +135,22 @@ def prepare(image, target):
 
 # ----------------------------------------------------------------------------- model
 
-def load_model(cfg, ckp_path, device):
-    """Build the model of `cfg` and load `ckp_path` strictly (CheckpointError on mismatch)."""
+def load_setup(config_path, ckp_path, opts, device):
+    """(config, model): the config from `config_path`, else the one stored in the checkpoint."""
     state = load_checkpoint(ckp_path)
+    opts = INFERENCE_OPTS + list(opts)
+    if config_path:
+        cfg = load_config(config_path, opts=opts)
+    elif state.get("config"):
+        cfg = config_from_dict(state["config"], f"the config stored in {ckp_path}", opts=opts)
+    else:
+        raise CheckpointError(f"{ckp_path} carries no config; pass the training config with --config_exp CFG")
+    return cfg, load_model(cfg, ckp_path, device, state)
+
+
+def load_model(cfg, ckp_path, device, state=None):
+    """Build the model of `cfg` and load `ckp_path` strictly (CheckpointError on mismatch)."""
+    state = load_checkpoint(ckp_path) if state is None else state
     model = build_model(cfg)
     load_model_state(model, state["model"], source=ckp_path)
     return model.to(device).eval()
@@ -156,13 +172,14 @@ def predict(model, cfg, images, device):
     return predictions
 
 
-def save_outputs(save_dir, name, image, predictions, class_names):
-    """Write every task's PNG and the overview figure of one image."""
+def save_outputs(save_dir, name, image, predictions, style):
+    """Write every task's PNG and the overview figure of one image (`style`: the dataset's
+    palettes and class names, `utils.visualization.dataset_style`)."""
     for task, prediction in predictions.items():
-        write_prediction(save_dir, task, name, prediction)
+        write_prediction(save_dir, task, name, prediction, style=style)
     overview_dir = os.path.join(save_dir, "overview")
     os.makedirs(overview_dir, exist_ok=True)
-    Image.fromarray(make_overview(image, predictions, class_names)).save(os.path.join(overview_dir, f"{name}.png"))
+    Image.fromarray(make_overview(image, predictions, style=style)).save(os.path.join(overview_dir, f"{name}.png"))
 
 
 def run(model, cfg, paths, save_dir, device, batch_size=1, progress=True):
@@ -170,18 +187,18 @@ def run(model, cfg, paths, save_dir, device, batch_size=1, progress=True):
 
     Returns (number of images written, list of error messages).
     """
-    class_names = CLASS_NAMES[cfg.val_db_name]
+    style = dataset_style(cfg)
     failures, written, pending = [], 0, []
 
     def flush():
         nonlocal written
         names, images = zip(*pending)
         for name, image, predictions in zip(names, images, predict(model, cfg, images, device)):
-            save_outputs(save_dir, name, image, predictions, class_names)
+            save_outputs(save_dir, name, image, predictions, style)
         written += len(pending)
         pending.clear()
 
-    with tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(total=len(paths), unit="img", disable=not (progress and sys.stderr.isatty()), file=sys.stderr) as bar:
         for path, name in zip(paths, output_names(paths)):
             try:
                 pending.append((name, read_image(path)))
@@ -199,16 +216,20 @@ def run(model, cfg, paths, save_dir, device, batch_size=1, progress=True):
 # ----------------------------------------------------------------------------- entry point
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config_path", required=True, help="the training config (YAML)")
-    parser.add_argument("--ckp_path", required=True, help="checkpoint with a 'model' state dict")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config_exp", "--config_path", dest="config_path", default=None,
+                        help="the training config (YAML); default: the config stored in the checkpoint")
+    parser.add_argument("--ckp_path", required=True, help="checkpoint with a 'model' state dict (e.g. best.pth)")
     parser.add_argument("--image_path", required=True, help="an image file, a folder or a glob (quote it)")
-    parser.add_argument("--save_dir", required=True, help="output folder")
+    parser.add_argument("--save_dir", required=True, help="output folder (created; existing files are replaced)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda when available, else cpu")
-    parser.add_argument("--batch_size", type=int, default=1)
-    parser.add_argument("--opts", nargs="*", default=[], help="config overrides key=value")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--batch_size", type=int, default=1, help="images per forward pass")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. val_size=[512,512]")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar (none is drawn into a "
+                                                                     "redirected stderr anyway)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch_size must be >= 1")
@@ -219,13 +240,28 @@ def parse_args(argv=None):
     return args
 
 
+def check_save_dir(save_dir, create=False):
+    """Say in one line why `save_dir` cannot be the output folder; create it when asked."""
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise UsageError(f"--save_dir {save_dir} exists and is not a folder; choose a folder for the outputs")
+    if not create:
+        return
+    try:
+        os.makedirs(save_dir, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--save_dir {save_dir}: cannot create the folder ({err.strerror})") from None
+    if not os.access(save_dir, os.W_OK):
+        raise UsageError(f"--save_dir {save_dir}: the folder is not writable")
+
+
 def main(argv=None):
     """Returns the exit status: 0 all written, 1 some images unreadable, 2 unusable setup."""
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config_path, opts=INFERENCE_OPTS + list(args.opts))
+        check_save_dir(args.save_dir)
         paths = find_images(args.image_path)
-        model = load_model(cfg, args.ckp_path, torch.device(args.device))
+        cfg, model = load_setup(args.config_path, args.ckp_path, args.opts, torch.device(args.device))
+        check_save_dir(args.save_dir, create=True)
         start = time.perf_counter()
         written, failures = run(model, cfg, paths, args.save_dir, torch.device(args.device),
                                 args.batch_size, progress=not args.no_progress)

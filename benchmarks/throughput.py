@@ -1,6 +1,6 @@
 """Training and inference throughput of a config, printed as one JSON line.
 
-    python -m benchmarks.throughput --config CFG --batch B --size S [--device cpu|cuda] [--iters N]
+    python -m benchmarks.throughput --config_exp CFG --batch B --size S [--device cpu|cuda] [--iters N]
 
 Train step = forward + loss + backward + optimizer step on a one-label batch (sample i
 labels task i mod T). Inference runs every task for every sample. "prelim" is the
@@ -148,7 +148,7 @@ def run(cfg, batch_size, size, device, iters, warmup, channels_last, matmul_size
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config_exp", "--config", dest="config", required=True, help="YAML experiment config")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=256, help="square input size")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
@@ -162,7 +162,8 @@ def main(argv=None):
         print("error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
     try:
-        cfg = load_config(args.config, opts=["db_root=.", *args.opts])  # no dataset is read
+        # no dataset is read and the weights do not matter for speed: no backbone download
+        cfg = load_config(args.config, opts=["db_root=.", "backbone_kwargs.pretrained=null", *args.opts])
     except DiffusionMTLError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -97,7 +97,8 @@ def convert_state_dict(official, target_shapes):
 
 def target_shapes(config_path):
     """Key -> shape of the model the config builds (on the meta device: nothing allocated)."""
-    cfg = load_config(str(config_path), opts=["db_root=."])  # the dataset root is irrelevant here
+    # the dataset root is irrelevant here, and the backbone's weights come from the checkpoint
+    cfg = load_config(str(config_path), opts=["db_root=.", "backbone_kwargs.pretrained=null"])
     with torch.device("meta"):
         model = build_model(cfg)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -1,7 +1,7 @@
 """Configuration: YAML -> validated, read-only EasyDict.
 
 All defaults live in `DEFAULTS`; `derive()` is the only place computed fields are set.
-Keys keep the public release's names (SPEC section 3b) where they exist.
+Keys keep the public release's names (trBatch, task_dictionary, ...) where they exist.
 """
 import copy
 import difflib

@@ -17,7 +17,7 @@ needs_reference = pytest.mark.skipif(not SHAPES_FILE.is_file(), reason="shared/r
 
 def official_model_on_meta():
     with torch.device("meta"):
-        return build_model(load_config(str(DEFAULT_CONFIG), opts=["db_root=."]))
+        return build_model(load_config(str(DEFAULT_CONFIG), opts=["db_root=.", "backbone_kwargs.pretrained=null"]))
 
 
 def test_official_parameter_count():
