@@ -36,7 +36,7 @@ from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from utils.config import config_changes, load_config, stored_config
 from utils.errors import CheckpointError, ConfigError, DataError, DiffusionMTLError
 from utils.logger import setup_logger
-from utils.visualization import colorize, write_prediction
+from utils.visualization import colorize, dataset_style, write_prediction
 
 
 class TrainingDiverged(DiffusionMTLError):
@@ -193,29 +193,31 @@ def evaluate(cfg, model, loader, evaluator, device, prediction_dir=None, tb_imag
         final = {task: out.float() for task, out in outputs["final"].items()}
         evaluator.update(final, batch)
         if prediction_dir is not None:
-            save_predictions(prediction_dir, final, batch)
+            save_predictions(prediction_dir, final, batch, dataset_style(cfg))
         if tb_images is not None and len(tb_images) < cfg.tb_images:
             tb_images.extend(_first_images(cfg, final, batch, cfg.tb_images - len(tb_images)))
     dist_utils.all_reduce_sum(evaluator.state_tensors())
     return evaluator.compute()
 
 
-def save_predictions(folder, final, batch):
+def save_predictions(folder, final, batch, style):
     """Per-image PNGs, the files inference.py writes: palette PNGs of label ids, grey
-    probabilities, RGB normals, depth colour-mapped plus depth_mm/ in millimetres."""
+    probabilities, RGB normals, depth colour-mapped plus depth_mm/ in millimetres
+    (`style`: the dataset's palettes, `utils.visualization.dataset_style`)."""
     for task, output in final.items():
         prediction = activate(task, output).cpu()
         for i, sample_id in enumerate(batch["meta"]["id"]):
             height, width = (int(v) for v in batch["meta"]["size"][i])
-            write_prediction(folder, task, sample_id, prediction[i, ..., :height, :width].numpy())
+            write_prediction(folder, task, sample_id, prediction[i, ..., :height, :width].numpy(), style=style)
 
 
 def _first_images(cfg, final, batch, count):
     """(id, {task: uint8 HxWx3}) pairs for TensorBoard, drawn with utils.visualization."""
-    images = []
+    images, style = [], dataset_style(cfg)
     for i in range(min(count, batch["image"].shape[0])):
         height, width = (int(v) for v in batch["meta"]["size"][i])
-        drawn = {task: colorize(task, activate(task, out[i:i + 1])[0, ..., :height, :width].cpu().numpy())
+        drawn = {task: colorize(task, activate(task, out[i:i + 1])[0, ..., :height, :width].cpu().numpy(),
+                                style=style)
                  for task, out in final.items()}
         images.append((batch["meta"]["id"][i], drawn))
     return images

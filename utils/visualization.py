@@ -4,9 +4,11 @@ TensorBoard images during training and the files written by `inference.py` both 
 `colorize()`, so a class has the same colour everywhere. Inputs are single *activated*
 predictions (`evaluation.postprocess.activate` output for one image, numpy or torch):
 semseg / human_parts int (H, W); sal / edge probabilities (H, W); normals (3, H, W)
-unit vectors; depth (H, W) metres. Ground-truth maps work too: 255 is shown in the
-ignore colour.
+unit vectors; depth (H, W) metres (Cityscapes: inverse depth). Ground-truth maps work
+too: 255 is shown in the ignore colour. Datasets that draw differently from the defaults
+(Cityscapes: its own palettes, inverse depth) pass `style=dataset_style(cfg)`.
 """
+import dataclasses
 import os
 
 import numpy as np
@@ -66,10 +68,40 @@ NYUD13_CLASSES = (
     "bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "picture",
     "sofa", "table", "tv", "wall", "window",
 )
+# Cityscapes train ids 0..18 and the 7 categories of the MTAN preprocessing (label_19 /
+# label_7), with the dataset's official colours.
+CITYSCAPES19 = (
+    ("road", (128, 64, 128)), ("sidewalk", (244, 35, 232)), ("building", (70, 70, 70)),
+    ("wall", (102, 102, 156)), ("fence", (190, 153, 153)), ("pole", (153, 153, 153)),
+    ("traffic light", (250, 170, 30)), ("traffic sign", (220, 220, 0)), ("vegetation", (107, 142, 35)),
+    ("terrain", (152, 251, 152)), ("sky", (70, 130, 180)), ("person", (220, 20, 60)),
+    ("rider", (255, 0, 0)), ("car", (0, 0, 142)), ("truck", (0, 0, 70)), ("bus", (0, 60, 100)),
+    ("train", (0, 80, 100)), ("motorcycle", (0, 0, 230)), ("bicycle", (119, 11, 32)),
+)
+CITYSCAPES7 = (
+    ("flat", (128, 64, 128)), ("construction", (70, 70, 70)), ("object", (153, 153, 153)),
+    ("nature", (107, 142, 35)), ("sky", (70, 130, 180)), ("human", (220, 20, 60)), ("vehicle", (0, 0, 142)),
+)
+CITYSCAPES19_CLASSES = tuple(name for name, _ in CITYSCAPES19)
+CITYSCAPES7_CLASSES = tuple(name for name, _ in CITYSCAPES7)
+
+
+def _table_palette(table):
+    """(256, 3) palette with the table's colours first and the ignore colour at 255."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[:len(table)] = [colour for _, colour in table]
+    palette[IGNORE_INDEX] = IGNORE_COLOR
+    return palette
+
+
+CITYSCAPES19_PALETTE = _table_palette(CITYSCAPES19)
+CITYSCAPES7_PALETTE = _table_palette(CITYSCAPES7)
+
 CLASS_NAMES = {
     "PASCALContext": {"semseg": VOC_CLASSES, "human_parts": PARTS_CLASSES},
     "NYUD": {"semseg": NYUD40_CLASSES},
     "NYUD_MTAN": {"semseg": NYUD13_CLASSES},
+    "Cityscapes": {"semseg": CITYSCAPES7_CLASSES},
 }
 PALETTES = {"semseg": VOC_PALETTE, "human_parts": PARTS_PALETTE}
 TASK_TITLES = {
@@ -94,6 +126,35 @@ DEPTH_CMAP = _depth_colormap()  # (256, 3) uint8; index 255 = near (bright), 0 =
 MISSING_DEPTH_COLOR = (0, 0, 0)
 
 
+@dataclasses.dataclass(frozen=True)
+class Style:
+    """How one dataset's maps are drawn: class names and palettes per task, and whether
+    depth is inverse depth (larger = nearer, e.g. Cityscapes)."""
+    class_names: dict = dataclasses.field(default_factory=dict)
+    palettes: dict = dataclasses.field(default_factory=lambda: dict(PALETTES))
+    inverse_depth: bool = False
+
+
+DEFAULT_STYLE = Style()
+
+# dataset -> number of semseg classes -> style, for datasets that differ from the default
+_DATASET_STYLES = {
+    "Cityscapes": {
+        7: Style({"semseg": CITYSCAPES7_CLASSES}, {"semseg": CITYSCAPES7_PALETTE}, inverse_depth=True),
+        19: Style({"semseg": CITYSCAPES19_CLASSES}, {"semseg": CITYSCAPES19_PALETTE}, inverse_depth=True),
+    },
+}
+
+
+def dataset_style(cfg):
+    """The Style of `cfg.val_db_name` with its number of semseg classes."""
+    styles = _DATASET_STYLES.get(cfg.val_db_name)
+    if styles is None:
+        return Style(dict(CLASS_NAMES.get(cfg.val_db_name, {})))
+    num_classes = cfg.TASKS.NUM_OUTPUT.get("semseg", min(styles))
+    return styles[num_classes]
+
+
 def _to_numpy(prediction):
     if hasattr(prediction, "detach"):  # a torch tensor, possibly on the GPU or in bf16
         prediction = prediction.detach().cpu()
@@ -110,18 +171,20 @@ def depth_limits(depth):
     return float(valid.min()), float(valid.max())
 
 
-def colorize(task, prediction, depth_range=None):
+def colorize(task, prediction, depth_range=None, style=None):
     """One activated prediction (or ground-truth map) -> uint8 (H, W, 3) RGB.
 
-    `depth_range` = (near, far) metres fixes the depth colour scale (e.g. to compare
-    images); by default each map is scaled to its own valid range.
+    `depth_range` = (smallest, largest) depth value fixes the depth colour scale (e.g.
+    to compare images); by default each map is scaled to its own valid range. Near is
+    bright: the smallest depth, or the largest inverse depth with `style.inverse_depth`.
     """
+    style = style or DEFAULT_STYLE
     prediction = _to_numpy(prediction)
-    if task in PALETTES:
+    if task in style.palettes:
         labels = prediction.astype(np.int64)
         if labels.size and (labels.min() < 0 or labels.max() > 255):
             raise ValueError(f"{task}: class ids must be in 0..255, got {labels.min()}..{labels.max()}")
-        return PALETTES[task][labels]
+        return style.palettes[task][labels]
     if task in ("sal", "edge"):
         ignore = prediction == IGNORE_INDEX
         rgb = np.repeat(prediction_to_png_array(task, prediction)[..., None], 3, axis=2)
@@ -140,14 +203,16 @@ def colorize(task, prediction, depth_range=None):
         rgb[:] = MISSING_DEPTH_COLOR
         if limits is not None:
             near, far = limits
-            scaled = (far - np.where(valid, depth, far)) / max(far - near, 1e-6)  # near -> 1
+            scaled = (far - np.where(valid, depth, far)) / max(far - near, 1e-6)  # smallest -> 1
+            if style.inverse_depth:
+                scaled = 1.0 - scaled  # largest inverse depth = nearest -> 1
             index = np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.int64)
             rgb[valid] = DEPTH_CMAP[index[valid]]
         return rgb
     raise ValueError(f"unknown task '{task}'")
 
 
-def write_prediction(save_dir, task, name, prediction):
+def write_prediction(save_dir, task, name, prediction, style=None):
     """Write one activated prediction as `save_dir/<task>/<name>.png`.
 
     The stored values are those of `evaluation.export` (so offline evaluation can read
@@ -159,14 +224,15 @@ def write_prediction(save_dir, task, name, prediction):
     """
     if task not in TASK_TITLES:
         raise ValueError(f"unknown task '{task}'")
+    style = style or DEFAULT_STYLE
     paths = [os.path.join(save_dir, task, f"{name}.png")]
     prediction = _to_numpy(prediction)
     values = Image.fromarray(prediction_to_png_array(task, prediction))
-    if task in PALETTES:
-        values.putpalette(PALETTES[task].reshape(-1).tolist())  # "L" -> "P", values unchanged
+    if task in style.palettes:
+        values.putpalette(style.palettes[task].reshape(-1).tolist())  # "L" -> "P", values unchanged
         images = [values]
     elif task == "depth":
-        images = [Image.fromarray(colorize(task, prediction)), values]
+        images = [Image.fromarray(colorize(task, prediction, style=style)), values]
         paths.append(os.path.join(save_dir, "depth_mm", f"{name}.png"))
     else:
         images = [values]
@@ -195,9 +261,9 @@ def _fit_text(draw, text, width):
     return text + "..."
 
 
-def _legend(task, prediction, names):
+def _legend(task, prediction, names, style):
     """Legend entries: list of (colour or None, text)."""
-    if task in PALETTES:
+    if task in style.palettes:
         labels = _to_numpy(prediction).astype(np.int64).reshape(-1)
         labels = labels[labels != IGNORE_INDEX]
         counts = np.bincount(labels, minlength=1)
@@ -206,7 +272,7 @@ def _legend(task, prediction, names):
         for class_id in present[:_MAX_LEGEND]:
             name = names[class_id] if names is not None and class_id < len(names) else f"class {class_id}"
             share = 100.0 * counts[class_id] / max(labels.size, 1)
-            entries.append((tuple(int(v) for v in PALETTES[task][class_id]), f"{name} {share:.1f}%"))
+            entries.append((tuple(int(v) for v in style.palettes[task][class_id]), f"{name} {share:.1f}%"))
         if len(present) > _MAX_LEGEND:
             entries.append((None, f"+{len(present) - _MAX_LEGEND} more"))
         return entries
@@ -214,6 +280,9 @@ def _legend(task, prediction, names):
         limits = depth_limits(prediction)
         if limits is None:
             return [(None, "no valid depth")]
+        if style.inverse_depth:
+            return [(tuple(int(v) for v in DEPTH_CMAP[255]), f"near {limits[1]:.3f} (1/depth)"),
+                    (tuple(int(v) for v in DEPTH_CMAP[0]), f"far {limits[0]:.3f} (1/depth)")]
         return [(tuple(int(v) for v in DEPTH_CMAP[255]), f"near {limits[0]:.2f} m"),
                 (tuple(int(v) for v in DEPTH_CMAP[0]), f"far {limits[1]:.2f} m")]
     if task in ("sal", "edge"):
@@ -229,20 +298,21 @@ def _resize(rgb, height, nearest):
     return Image.fromarray(rgb).resize((width, height), method)
 
 
-def make_overview(image, predictions, class_names=None, tile_height=240):
+def make_overview(image, predictions, class_names=None, tile_height=240, style=None):
     """The input and every task side by side, titled, with a legend under each tile.
 
     image: uint8 (H, W, 3); predictions: task -> one activated prediction of that image;
     class_names: task -> class-name list (e.g. `CLASS_NAMES[dataset]`) for the legends
-    of semseg / human_parts. Returns uint8 (H', W', 3).
+    of semseg / human_parts, by default those of `style`. Returns uint8 (H', W', 3).
     """
-    class_names = class_names or {}
+    style = style or DEFAULT_STYLE
+    class_names = class_names or style.class_names
     tasks = ordered_tasks(predictions)
     tiles = [("input", _resize(np.asarray(image, dtype=np.uint8), tile_height, nearest=False), [])]
     for task in tasks:
-        rgb = colorize(task, predictions[task])
-        tiles.append((TASK_TITLES[task], _resize(rgb, tile_height, nearest=task in PALETTES),
-                      _legend(task, predictions[task], class_names.get(task))))
+        rgb = colorize(task, predictions[task], style=style)
+        tiles.append((TASK_TITLES[task], _resize(rgb, tile_height, nearest=task in style.palettes),
+                      _legend(task, predictions[task], class_names.get(task), style)))
     widths = [max(tile.width, _MIN_COLUMN) for _, tile, _ in tiles]
     legend_lines = max(len(entries) for _, _, entries in tiles)
     width = sum(widths) + _PAD * (len(tiles) + 1)
