@@ -9,7 +9,9 @@
 
 The reverse chain is unrolled and trained end to end with the task losses (SPEC section 3).
 Partial labels: the chain runs only for the pairs `task_mask` selects, all pairs of a step
-in one denoiser call (pairs grouped by task, see models/denoiser.py).
+in one denoiser call (pairs grouped by task, see models/denoiser.py), and the outputs hold
+only those pairs (`outputs["pairs"]` gives their sample indices), so the preliminary and
+final maps are upsampled to the image size only where the loss reads them.
 """
 import math
 
@@ -74,14 +76,19 @@ class DiffusionMTL(nn.Module):
 
     # ----------------------------------------------------------------- pairs and condition
     def _pairs(self, task_mask, batch_size, device):
-        """{task: sample indices (n_task,)} of the pairs to refine; tasks with no pair are left out."""
+        """{task: sample indices (n_task,)} of the pairs to refine; tasks with no pair are left out.
+
+        The indices are computed where `task_mask` lives: a CPU mask (as the data loader
+        gives it) costs no device synchronisation.
+        """
         if task_mask is None:
             every = torch.arange(batch_size, device=device)
             return {t: every for t in self.tasks}
-        task_mask = task_mask.to(device=device, dtype=torch.bool)
+        task_mask = task_mask.bool()
         _, sample_idx = task_mask.t().nonzero(as_tuple=True)  # task-major, samples ascending
         counts = task_mask.sum(0).tolist()
-        return {t: idx for t, idx in zip(self.tasks, sample_idx.split(counts)) if len(idx)}
+        return {t: idx.to(device, non_blocking=True)
+                for t, idx in zip(self.tasks, sample_idx.split(counts)) if len(idx)}
 
     def _condition_tokens(self, features, prelim, pairs):
         """Condition tokens of every pair, stacked in pair order. -> (N, L, D)"""
@@ -122,6 +129,7 @@ class DiffusionMTL(nn.Module):
     # ----------------------------------------------------------------- forward
     def forward(self, images, task_mask=None):
         batch_size, _, height, width = images.shape
+        size = (height, width)
         features, prelim = self.forward_preliminary(images)
         pairs = self._pairs(task_mask, batch_size, images.device)
         refined = {}
@@ -132,14 +140,10 @@ class DiffusionMTL(nn.Module):
             if self.variant == "feature":
                 refined = self.denoiser.head(refined)
 
-        prelim = {t: resize(p, (height, width)) for t, p in prelim.items()}
-        final = {}
-        for task in self.tasks:
-            if task in pairs and len(pairs[task]) == batch_size:
-                final[task] = resize(refined[task], (height, width))
-                continue
-            final[task] = prelim[task].new_zeros(prelim[task].shape)  # unlabelled rows: zeros, no gradient
-            if task in pairs:
-                pred = resize(refined[task], (height, width))
-                final[task] = final[task].index_copy(0, pairs[task], pred)
-        return {"final": final, "prelim": prelim}
+        if task_mask is None:  # every task for every sample
+            return {"final": {t: resize(refined[t], size) for t in self.tasks},
+                    "prelim": {t: resize(prelim[t], size) for t in self.tasks}}
+        # Training: only the labelled pairs, so only what the loss reads is upsampled.
+        return {"final": {t: resize(refined[t], size) for t in pairs},
+                "prelim": {t: resize(prelim[t][idx], size) for t, idx in pairs.items()},
+                "pairs": pairs}
