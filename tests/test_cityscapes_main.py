@@ -15,8 +15,8 @@ from utils.visualization import CITYSCAPES7_PALETTE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/cityscapes/resnet18_onelabel.yml"
-TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,128]", "val_size=[64,128]",
-        "log_interval=1", "model_kwargs.embed_dim=32", "model_kwargs.denoiser_depth=1"]
+TINY = ["backbone_kwargs.pretrained=null", "trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,128]",
+        "val_size=[64,128]", "log_interval=1", "model_kwargs.embed_dim=32", "model_kwargs.denoiser_depth=1"]
 
 
 def run(args, expect=0):
