@@ -39,14 +39,17 @@ fi
 # The demo dataset (db_root of configs/demo.yml): generated once, PASCAL-Context layout.
 # data.synthetic writes into a hidden temporary folder and renames it into place when
 # complete, so an interrupted generation leaves nothing a later run would accept.
-DEMO_DATA=demo_data
-
-if [ "$CONFIG" = "configs/demo.yml" ] && [ ! -d "$DEMO_DATA/PASCALContext" ]; then
-  echo "Generating the demo dataset in $DEMO_DATA/PASCALContext ..."
-  "$PYTHON" -m data.synthetic --layout pascal --out "$DEMO_DATA" --train 240 --val 60 --size 128 --seed 0
-fi
+# DEMO_DATA (default demo_data, the config's db_root) moves it elsewhere.
+DEMO_DATA=${DEMO_DATA:-demo_data}
 
 ARGS=(--config_exp "$CONFIG" --run_mode "$RUN_MODE")
+if [ "$CONFIG" = "configs/demo.yml" ]; then
+  if [ ! -d "$DEMO_DATA/PASCALContext" ]; then
+    echo "Generating the demo dataset in $DEMO_DATA/PASCALContext ..."
+    "$PYTHON" -m data.synthetic --layout pascal --out "$DEMO_DATA" --train 240 --val 60 --size 128 --seed 0
+  fi
+  [ "$DEMO_DATA" = demo_data ] || ARGS+=(--opts "db_root=$DEMO_DATA")
+fi
 [ -n "$TRAINED_MODEL" ] && ARGS+=(--trained_model "$TRAINED_MODEL")
 
 if [ "$NNODES" -eq 1 ] && [ "$NGPUS" -eq 1 ]; then

@@ -1,0 +1,139 @@
+"""run.sh, the README's entry point, as a user meets it: one-line errors with meaningful exit
+statuses, no port collisions, Ctrl-C that saves, demo data that is complete or absent."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from data.synthetic import generate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val_size=[64,64]",
+        "log_interval=1", "model_kwargs.embed_dim=32", "model_kwargs.denoiser_depth=1",
+        "eval_kwargs.edge_workers=1", "eval_kwargs.edge_thresholds_train=3", "eval_at_start=false"]
+
+
+@pytest.fixture(scope="module")
+def db_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("db")
+    generate("pascal", str(root), n_train=12, n_val=4, size=64, seed=0)
+    return str(root)
+
+
+def env_for(**extra):
+    env = {**os.environ, "PYTHON": sys.executable, "NGPUS": "1", **extra}
+    for var in ("RUN_MODE", "TRAINED_MODEL", "CONFIG", "NNODES", "MASTER_ADDR", "MASTER_PORT", "DEMO_DATA"):
+        if var not in extra:
+            env.pop(var, None)
+    return env
+
+
+def run_sh(*args, timeout=300, **env):
+    return subprocess.run(["bash", "run.sh", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=env_for(**env))
+
+
+def assert_one_line_error(proc, status, *fragments):
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == status, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def group_alive(pgid):
+    """Processes of process group `pgid` that are not zombies."""
+    alive = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in "ZX":
+            alive.append(int(pid))
+    return alive
+
+
+def test_errors_are_one_line_with_status_2(db_root, tmp_path):
+    opts = ["--opts", *TINY, f"db_root={db_root}", f"output_dir={tmp_path}"]
+    assert_one_line_error(run_sh(*opts, "trBach=3"), 2, "unknown key 'trBach'", "trBatch")
+    assert_one_line_error(run_sh(RUN_MODE="infer"), 2, "TRAINED_MODEL=")
+    assert_one_line_error(run_sh(RUN_MODE="evaluate"), 2, "RUN_MODE")
+    assert_one_line_error(run_sh(NNODES="2"), 2, "MASTER_ADDR", "MASTER_PORT")
+    assert_one_line_error(run_sh("--opts", f"db_root={tmp_path}/nowhere", f"output_dir={tmp_path}"), 2,
+                          "dataset folder not found")
+    assert not (tmp_path / "demo" / "last.pth").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_one_line_errors_and_a_busy_default_port(db_root, tmp_path):
+    opts = ["--opts", *TINY, f"db_root={db_root}", f"output_dir={tmp_path}"]
+    # Two ranks fail alike: the launcher prints the first failure once, with its status.
+    assert_one_line_error(run_sh(*opts, "trBach=3", NGPUS="2"), 2, "unknown key 'trBach'")
+
+    # torchrun's default port taken (another run on this machine): single-node runs pick a free one.
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            busy.bind(("127.0.0.1", 29500))
+            busy.listen(1)
+        except OSError:
+            pass  # already in use by someone else: the same situation
+        proc = run_sh(*opts, "max_iter=2", "val_interval=2", NGPUS="2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "EADDRINUSE" not in proc.stderr and "Traceback" not in proc.stderr
+    ckpt = torch.load(tmp_path / "demo" / "last.pth", map_location="cpu", weights_only=True)
+    assert ckpt["iteration"] == 2 and len(ckpt["rng"]) == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_last_pth_and_the_same_command_resumes(db_root, tmp_path):
+    opts = ["--opts", *TINY, f"db_root={db_root}", f"output_dir={tmp_path}", "nworkers=2",
+            "eval_kwargs.edge_workers=2", "val_interval=1000", "ckpt_interval=1000"]
+    proc = subprocess.Popen(["bash", "run.sh", *opts, "max_iter=500"], cwd=ROOT, env=env_for(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    for line in proc.stdout:  # wait until training is under way
+        if " iter " in line and "/500" in line and int(line.split(" iter ")[1].split("/")[0]) >= 3:
+            break
+        assert time.time() < deadline, "training did not start"
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends to the whole foreground group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:] + err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    stopped = int(out.split("interrupted at iteration ")[1].split("/")[0])
+    assert "run the same command to resume" in out
+    assert torch.load(tmp_path / "demo" / "last.pth", map_location="cpu", weights_only=True)["iteration"] == stopped
+    assert stopped >= 3
+    time.sleep(1)
+    assert group_alive(proc.pid) == [], "helper processes outlived the run"
+
+    proc = run_sh(*opts, f"max_iter={stopped + 1}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert f"at iteration {stopped}" in proc.stdout
+    assert torch.load(tmp_path / "demo" / "last.pth", map_location="cpu", weights_only=True)["iteration"] == stopped + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_demo_data_generation_leaves_no_dataset(tmp_path, how):
+    demo_data = tmp_path / "demo_data"
+    proc = subprocess.Popen(["bash", "run.sh"], cwd=ROOT, env=env_for(DEMO_DATA=str(demo_data)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not (demo_data.is_dir() and any(p.name.startswith(".PASCALContext.partial") for p in demo_data.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, "generation did not start"
+        time.sleep(0.05)
+    time.sleep(1.0)  # some files written
+    os.killpg(proc.pid, how)
+    proc.wait(timeout=60)
+    assert not (demo_data / "PASCALContext").exists()
+    if how == signal.SIGINT:  # a clean stop also removes its temporary folder
+        assert list(demo_data.iterdir()) == []
