@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from data.readers import (check_shape, check_tasks, first_existing, ignore_target,
+from data.readers import (check_shape, check_tasks, decode_normals, first_existing, ignore_target,
                           read_image, read_npy, read_split, require_dir)
 from utils.errors import DataError
 from utils.tasks import DATASET_TASKS, IGNORE_INDEX
@@ -101,7 +101,7 @@ class NYUD(_NYUDLoader):
         if encoded.ndim != 3 or encoded.shape[2] < 3:
             raise DataError(f"{path} (sample {sample_id!r}): expected an RGB PNG")
         check_shape(encoded, shape, path, sample_id)
-        return (encoded[..., :3].astype(np.float32) * 2.0 - 255.0) / 255.0  # 2v/255 - 1, exact numerator
+        return decode_normals(encoded)
 
     def _edge(self, sample_id, shape):
         path = self._path("edge", sample_id, ".png")

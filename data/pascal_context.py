@@ -1,14 +1,15 @@
 """PASCAL-Context with the five multi-task labels, read from the official layout
 (SPEC section 2) and decoded into the raw samples of docs/conventions.md."""
+import functools
+import hashlib
 import json
 import os
 import warnings
 
 import cv2
 import numpy as np
-from skimage.morphology import thin
 
-from data.readers import (check_shape, check_tasks, first_existing, ignore_target,
+from data.readers import (check_shape, check_tasks, decode_normals, first_existing, ignore_target,
                           read_image, read_mat, read_split, require_dir)
 from data.transforms import ignore_partless
 from utils.errors import DataError
@@ -51,10 +52,57 @@ def normals_valid_classes():
     return np.array(sorted(context[name] for name in names), dtype=np.int64)
 
 
+def _thinning_tables():
+    """Deletion tables of Guo & Hall's two-subiteration thinning (CACM 1989, algorithm A1),
+    indexed by the 8-neighbourhood code sum(x_k << (k - 1)), x1 = east, counter-clockwise.
+
+    A pixel is deleted when exactly one 4-connected run of background borders it (C = 1),
+    2 <= N <= 3, and the subiteration's own condition holds: (x2 | x3 | ~x8) & x1 == 0 in the
+    first, (x6 | x7 | ~x4) & x5 == 0 in the second. The same algorithm as
+    `skimage.morphology.thin`, which tests/data/test_loader_speed.py checks pixel for pixel.
+    """
+    codes = np.arange(256)
+    x = [None] + [(codes >> k) & 1 for k in range(8)] + [codes & 1]  # x[1..8], x[9] = x[1]
+    crossings = sum((1 - x[2 * i - 1]) & (x[2 * i] | x[2 * i + 1]) for i in range(1, 5))
+    n1 = sum(x[2 * k - 1] | x[2 * k] for k in range(1, 5))
+    n2 = sum(x[2 * k] | x[2 * k + 1] for k in range(1, 5))
+    common = (crossings == 1) & (np.minimum(n1, n2) >= 2) & (np.minimum(n1, n2) <= 3)
+    first = common & (((x[2] | x[3] | (1 - x[8])) & x[1]) == 0)
+    second = common & (((x[6] | x[7] | (1 - x[4])) & x[5]) == 0)
+    return first, second
+
+
+# 1 where a pixel with that neighbourhood code survives the subiteration, 0 where it is deleted.
+THINNING_KEEP = tuple((~table).astype(np.uint8) for table in _thinning_tables())
+# Correlation kernel giving each pixel its neighbourhood code (bit k-1 = neighbour x_k).
+NEIGHBOUR_CODES = np.array([[8, 4, 2], [16, 0, 1], [32, 64, 128]], np.float32)
+
+
+def thin(mask):
+    """Thin a binary (H, W) mask to 1-px lines; bool (H, W). Each subiteration codes every
+    pixel's neighbourhood with one 3x3 correlation (outside the image is background) and
+    deletes the pixels its table marks, until an iteration deletes nothing."""
+    skeleton = np.asarray(mask, dtype=bool).astype(np.uint8)
+    count = int(np.count_nonzero(skeleton))
+    while True:
+        for keep in THINNING_KEEP:
+            codes = cv2.filter2D(skeleton, -1, NEIGHBOUR_CODES, borderType=cv2.BORDER_CONSTANT)
+            np.bitwise_and(skeleton, cv2.LUT(codes, keep), out=skeleton)
+        previous, count = count, int(np.count_nonzero(skeleton))
+        if count == previous:
+            return skeleton.view(bool)
+
+
 def label_boundaries(label_map):
-    """Pixels where the Laplacian of the label map is non-zero, thinned to 1 px; uint8 {0,1}."""
-    laplacian = cv2.Laplacian(label_map.astype(np.float64), cv2.CV_64F)
-    return thin(laplacian != 0).astype(np.uint8)
+    """Pixels where the Laplacian of the label map is non-zero, thinned to 1 px; uint8 {0,1}.
+
+    Integer maps of up to 16 bits are exact in float32 (|Laplacian| < 2^24), so they skip
+    the float64 copy; other dtypes keep float64.
+    """
+    exact32 = np.issubdtype(label_map.dtype, np.integer) and label_map.dtype.itemsize <= 2
+    depth = (np.float32, cv2.CV_32F) if exact32 else (np.float64, cv2.CV_64F)
+    laplacian = cv2.Laplacian(label_map.astype(depth[0], order="C"), depth[1])
+    return thin(laplacian != 0).view(np.uint8)
 
 
 def decode_human_parts(anno, shape, path, sample_id):
@@ -77,7 +125,7 @@ def decode_human_parts(anno, shape, path, sample_id):
                     raise DataError(f"{path} (sample {sample_id!r}): unknown person part {name!r}")
                 mask = np.asarray(part["mask"]).astype(bool)
                 check_shape(mask, shape, path, sample_id)
-                target[mask] = PART_GROUPS[name]
+                np.copyto(target, PART_GROUPS[name], where=mask)
     except (KeyError, IndexError, ValueError, TypeError) as err:
         raise DataError(f"{path} (sample {sample_id!r}): unexpected 'anno' structure ({err})") from None
     return ignore_partless(target)
@@ -91,11 +139,70 @@ def object_classes(anno, path, sample_id):
         raise DataError(f"{path} (sample {sample_id!r}): unexpected 'anno' structure ({err})") from None
 
 
+class LabelCache:
+    """Label maps decoded from .mat files (edge, human_parts), kept on disk as PNGs so that
+    .mat parsing and thinning happen once per file, not once per epoch.
+
+    An entry is keyed by the source file's absolute path, modification time and size (and
+    `VERSION`, bumped whenever a decoder changes): an edited or replaced .mat file is
+    decoded afresh. Entries are written atomically (a temporary file renamed into place),
+    so workers and ranks may fill the same folder at once. A folder that cannot be
+    written only costs speed (one warning).
+    """
+
+    VERSION = 1
+
+    def __init__(self, folder):
+        self.folder = folder
+        self._warned = False
+
+    def _entry(self, kind, source):
+        stat = os.stat(source)
+        key = f"{self.VERSION}\0{os.path.abspath(source)}\0{stat.st_mtime_ns}\0{stat.st_size}"
+        return os.path.join(self.folder, kind, hashlib.sha1(key.encode()).hexdigest() + ".png")
+
+    def get(self, kind, source, shape, decode):
+        """The cached (H, W) uint8 map decoded from `source`, else `decode()`, stored."""
+        try:
+            entry = self._entry(kind, source)
+            with open(entry, "rb") as handle:
+                encoded = np.frombuffer(handle.read(), np.uint8)
+        except OSError:  # no entry yet (or no source: `decode` names it)
+            encoded = None
+        if encoded is not None:
+            cached = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+            if cached is not None and cached.dtype == np.uint8 and cached.shape == tuple(shape):
+                return cached
+        value = decode()
+        self._store(kind, source, value)
+        return value
+
+    def _store(self, kind, source, value):
+        try:
+            entry = self._entry(kind, source)
+            os.makedirs(os.path.dirname(entry), exist_ok=True)
+            ok, encoded = cv2.imencode(".png", value)
+            if not ok:
+                raise OSError("PNG encoding failed")
+            tmp = f"{entry}.tmp{os.getpid()}-{os.urandom(4).hex()}"
+            with open(tmp, "wb") as handle:
+                handle.write(encoded.tobytes())
+            os.replace(tmp, entry)
+        except OSError as err:
+            if not self._warned:
+                warnings.warn(f"label cache {self.folder} not written ({err}); labels are decoded every time")
+                self._warned = True
+
+
 class PascalContext:
     """`PascalContext(root, split, tasks)[i]` -> raw sample dict (docs/conventions.md),
-    passed through `transform` when given. `root` is the PASCALContext folder."""
+    passed through `transform` when given. `root` is the PASCALContext folder.
 
-    def __init__(self, root, split, tasks, transform=None):
+    `cache_dir` (optional) keeps the edge and human_parts maps decoded from the .mat files
+    (`LabelCache`); the samples are the same with or without it.
+    """
+
+    def __init__(self, root, split, tasks, transform=None, cache_dir=None):
         require_dir(root, "PASCAL-Context root")
         self.root = root
         self.split = split
@@ -103,8 +210,13 @@ class PascalContext:
         self.transform = transform
         self.ids = read_split(os.path.join(root, "ImageSets", "Context", f"{split}.txt"))
         self._part_classes = self._parts_cache() if "human_parts" in self.tasks else None
-        self._normals_classes = normals_valid_classes() if "normals" in self.tasks else None
-        # task -> decoder(sample_id, image (H, W), LabelMap or None) -> raw target
+        self._normals_valid = None
+        if "normals" in self.tasks:  # lookup table: Context class id -> normals trusted
+            classes = normals_valid_classes()
+            self._normals_valid = np.zeros(int(classes.max()) + 1, bool)
+            self._normals_valid[classes] = True
+        self._cache = LabelCache(cache_dir) if cache_dir else None
+        # task -> decoder(sample_id, image (H, W), LabelMap reader) -> raw target
         self._decoders = {"semseg": self._semseg, "human_parts": self._human_parts,
                           "sal": self._sal, "normals": self._normals, "edge": self._edge}
 
@@ -168,7 +280,9 @@ class PascalContext:
         if classes is not None and PERSON_CLASS not in classes:
             return np.full(shape, IGNORE_INDEX, np.uint8)
         path = self._path("human_parts", f"{sample_id}.mat")
-        return decode_human_parts(read_mat(path, sample_id, "anno"), shape, path, sample_id)
+        def decode():
+            return decode_human_parts(read_mat(path, sample_id, "anno"), shape, path, sample_id)
+        return self._cache.get("human_parts", path, shape, decode) if self._cache else decode()
 
     def _normals(self, sample_id, shape, label_map):
         path = self._path("normals_distill", f"{sample_id}.png")
@@ -176,9 +290,17 @@ class PascalContext:
         if encoded.ndim != 3 or encoded.shape[2] < 3:
             raise DataError(f"{path} (sample {sample_id!r}): expected an RGB PNG")
         check_shape(encoded, shape, path, sample_id)
-        normals = (encoded[..., :3].astype(np.float32) * 2.0 - 255.0) / 255.0  # 2v/255 - 1, exact numerator
-        normals[~np.isin(label_map, self._normals_classes)] = IGNORE_INDEX
-        return normals
+        normals = decode_normals(encoded)
+        invalid = np.logical_not(self._normals_allowed(label_map())).view(np.uint8)
+        return cv2.copyTo(np.full_like(normals, IGNORE_INDEX), invalid, normals)  # 255 where invalid
+
+    def _normals_allowed(self, label_map):
+        """(H, W) bool: the Context class of the pixel is in `normals_valid_classes()`."""
+        table = self._normals_valid
+        if not np.issubdtype(label_map.dtype, np.integer):
+            return np.isin(label_map, np.flatnonzero(table))
+        inside = (label_map >= 0) & (label_map < len(table))
+        return table[np.where(inside, label_map, 0)] & inside
 
     def _sal(self, sample_id, shape, label_map):
         path = self._path("sal_distill", f"{sample_id}.png")
@@ -189,7 +311,10 @@ class PascalContext:
         return (saliency.astype(np.float32) / 255.0 > 0.5).astype(np.uint8)
 
     def _edge(self, sample_id, shape, label_map):
-        return label_boundaries(label_map)
+        if self._cache is None:
+            return label_boundaries(label_map())
+        path = self._path("pascal-context", "trainval", f"{sample_id}.mat")
+        return self._cache.get("edge", path, shape, lambda: label_boundaries(label_map()))
 
     def files(self, index, tasks=None):
         """The files `load(index, tasks)` reads, each as a tuple of alternatives (one must exist)."""
@@ -219,9 +344,7 @@ class PascalContext:
         image = read_image(self._path("JPEGImages", f"{sample_id}.jpg"), sample_id, mode="RGB")
         shape = image.shape[:2]
         sample = {"image": image}
-        label_map = None
-        if "edge" in decode or "normals" in decode:
-            label_map = self._label_map(sample_id, shape)
+        label_map = functools.cache(lambda: self._label_map(sample_id, shape))  # read when needed
         for task in self.tasks:
             sample[task] = (self._decoders[task](sample_id, shape, label_map) if task in decode
                             else ignore_target(task, shape))

@@ -2,6 +2,7 @@
 the file and the sample, so a broken dataset is reported once, at the file that is broken."""
 import os
 
+import cv2
 import numpy as np
 import scipy.io
 from PIL import Image
@@ -62,9 +63,18 @@ def read_image(path, sample_id, mode=None):
             image.load()
             if mode is not None and image.mode != mode:
                 image = image.convert(mode)
-            return np.asarray(image).copy()
+            return np.array(image)
     except (OSError, ValueError, SyntaxError) as err:  # PIL raises these for bad files
         raise _corrupt(path, sample_id, err) from None
+
+
+# 8-bit code v -> normal component 2v/255 - 1, computed in float32 as (2v - 255) / 255.
+NORMALS_FROM_CODE = ((np.arange(256, dtype=np.float32) * 2.0 - 255.0) / 255.0)[None]
+
+
+def decode_normals(encoded):
+    """(H, W, 3+) uint8 normals PNG -> float32 (H, W, 3) in [-1, 1] (one table lookup)."""
+    return cv2.LUT(np.ascontiguousarray(encoded[..., :3]), NORMALS_FROM_CODE)
 
 
 def read_npy(path, sample_id):

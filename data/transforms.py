@@ -41,14 +41,31 @@ def _targets(sample):
     return [key for key in sample if key not in ("image", "meta", "task_mask")]
 
 
+def is_blank(value):
+    """True for an all-ignore map (an unlabelled task): every augmentation keeps it all-ignore."""
+    return value.size > 0 and value.flat[0] == IGNORE_INDEX and bool((value == IGNORE_INDEX).all())
+
+
+def blank(shape, dtype):
+    """A read-only all-ignore map of `shape` that costs no memory (a broadcast scalar)."""
+    return np.broadcast_to(np.array(IGNORE_INDEX, dtype), shape)
+
+
 def random_scale(sample, scale):
-    """Resize image (bilinear) and targets (nearest); depth in metres is divided by `scale`."""
+    """Resize image (bilinear) and targets (nearest); depth in metres is divided by `scale`.
+
+    All-ignore targets are not resized: they become `blank` maps of the new size.
+    """
     height, width = sample["image"].shape[:2]
     dsize = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2: (W, H)
     out = dict(sample)
     out["image"] = cv2.resize(sample["image"], dsize, interpolation=cv2.INTER_LINEAR)
     for key in _targets(sample):
-        resized = cv2.resize(sample[key], dsize, interpolation=cv2.INTER_NEAREST_EXACT)
+        value = sample[key]
+        if is_blank(value):
+            out[key] = blank((dsize[1], dsize[0]) + value.shape[2:], value.dtype)
+            continue
+        resized = cv2.resize(value, dsize, interpolation=cv2.INTER_NEAREST_EXACT)
         if key == "depth":
             # A farther camera sees everything smaller: scaling by s divides the depth by s.
             resized = np.where(resized == IGNORE_INDEX, resized, resized / np.float32(scale))
@@ -58,10 +75,11 @@ def random_scale(sample, scale):
 
 def dominant_class_fraction(semseg):
     """Share of the most frequent class among the non-ignored pixels (0 when none)."""
-    valid = semseg[semseg != IGNORE_INDEX]
-    if valid.size == 0:
-        return 0.0
-    return float(np.bincount(valid.ravel()).max()) / valid.size
+    counts = np.bincount(semseg.ravel())
+    if len(counts) > IGNORE_INDEX:
+        counts[IGNORE_INDEX] = 0
+    total = int(counts.sum())
+    return float(counts.max()) / total if total else 0.0
 
 
 def choose_crop(shape, size, rng, semseg=None, max_ratio=0.75, tries=10):
@@ -94,32 +112,64 @@ def hflip(sample):
     return out
 
 
+def mirror(sample):
+    """`hflip` as views: maps are mirrored without a copy, except normals (x negated)."""
+    out = {key: (value[:, ::-1] if key not in ("meta", "task_mask") else value)
+           for key, value in sample.items()}
+    if "normals" in out and not is_blank(out["normals"]):
+        normals = np.ascontiguousarray(out["normals"])
+        x = normals[..., 0]
+        np.negative(x, out=x, where=x != IGNORE_INDEX)
+        out["normals"] = normals
+    return out
+
+
 def photometric_jitter(image, rng, prob=0.5):
     """Brightness, contrast, saturation and hue jitter, each applied with `prob`.
 
     uint8 or float (H, W, 3) RGB in [0, 255] -> float32 in [0, 255]. Ranges as is usual
     in the field: brightness +-32, contrast and saturation x[0.5, 1.5], hue +-36 degrees.
+    Each step works in place on one float32 copy of the image.
     """
-    image = image.astype(np.float32)
+    image = np.array(image, dtype=np.float32, order="C")
     if rng.random() < prob:
-        image = np.clip(image + np.float32(rng.uniform(-32, 32)), 0, 255)
+        np.add(image, np.float32(rng.uniform(-32, 32)), out=image)
+        np.clip(image, 0, 255, out=image)
     if rng.random() < prob:
         mean = float((image @ GRAY_WEIGHTS).mean())
-        image = np.clip((image - mean) * np.float32(rng.uniform(0.5, 1.5)) + mean, 0, 255)
+        np.subtract(image, mean, out=image)
+        np.multiply(image, np.float32(rng.uniform(0.5, 1.5)), out=image)
+        np.add(image, mean, out=image)
+        np.clip(image, 0, 255, out=image)
     if rng.random() < prob:
         gray = (image @ GRAY_WEIGHTS)[..., None]
-        image = np.clip(gray + (image - gray) * np.float32(rng.uniform(0.5, 1.5)), 0, 255)
+        np.subtract(image, gray, out=image)
+        np.multiply(image, np.float32(rng.uniform(0.5, 1.5)), out=image)
+        np.add(image, gray, out=image)
+        np.clip(image, 0, 255, out=image)
     if rng.random() < prob:
-        hsv = cv2.cvtColor(image / 255.0, cv2.COLOR_RGB2HSV)  # float input: H in [0, 360)
+        np.divide(image, 255.0, out=image)
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)  # float input: H in [0, 360)
         hsv[..., 0] = (hsv[..., 0] + np.float32(rng.uniform(-36, 36))) % 360
-        image = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0, 0, 255)
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        np.multiply(image, 255.0, out=image)
+        np.clip(image, 0, 255, out=image)
     return image
+
+
+def normalize_into(image, out):
+    """(H, W, 3) RGB in [0, 255] -> ImageNet-normalised, written into `out` (3, H, W) float32."""
+    for channel in range(3):
+        plane = out[channel]
+        np.divide(image[..., channel], np.float32(255.0), out=plane, dtype=np.float32)
+        np.subtract(plane, IMAGENET_MEAN[channel], out=plane)
+        np.divide(plane, IMAGENET_STD[channel], out=plane)
+    return out
 
 
 def normalize(image):
     """(H, W, 3) RGB in [0, 255] -> ImageNet-normalised float32 (3, H, W)."""
-    image = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(image.transpose(2, 0, 1))
+    return normalize_into(image, np.empty((3,) + image.shape[:2], np.float32))
 
 
 def ignore_partless(parts):
@@ -135,6 +185,20 @@ def ignore_partless(parts):
     return parts
 
 
+def _padded(value, shape, dtype, height, width):
+    """`value` converted to `dtype` in an all-ignore canvas of `shape` (padding 255); one
+    copy, whatever the memory layout of `value` (views, mirrored or `blank` maps)."""
+    if is_blank(value):
+        return np.full(shape, IGNORE_INDEX, dtype)
+    padded = (height, width) != shape[-2:]
+    canvas = np.full(shape, IGNORE_INDEX, dtype) if padded else np.empty(shape, dtype)
+    if len(shape) == 3 and shape[0] == 3:  # normals (H, W, 3) -> (3, H, W)
+        canvas.transpose(1, 2, 0)[:height, :width] = value
+    else:
+        canvas.reshape(shape[-2:])[:height, :width] = value
+    return canvas
+
+
 def pad_and_tensorize(sample, tasks, size, task_mask):
     """Pad bottom/right to `size` (image 0, targets 255) and convert to the conventions' tensors.
 
@@ -143,20 +207,18 @@ def pad_and_tensorize(sample, tasks, size, task_mask):
     height, width = sample["image"].shape[:2]
     out_h, out_w = size
     image = np.zeros((3, out_h, out_w), np.float32)
-    image[:, :height, :width] = normalize(sample["image"])
+    normalize_into(sample["image"], image[:, :height, :width])
     out = {"image": torch.from_numpy(image)}
     for task in tasks:
-        value = sample[task]
-        canvas = np.full((out_h, out_w) + value.shape[2:], IGNORE_INDEX, value.dtype)
-        canvas[:height, :width] = value
-        if task == "human_parts":
-            ignore_partless(canvas)
         if task in CLASS_TASKS:
-            out[task] = torch.from_numpy(canvas.astype(np.int64))
+            target = _padded(sample[task], (out_h, out_w), np.int64, height, width)
         elif task in CHANNEL_TASKS:
-            out[task] = torch.from_numpy(canvas.astype(np.float32)[None])
+            target = _padded(sample[task], (1, out_h, out_w), np.float32, height, width)
         else:  # normals (H, W, 3) -> (3, H, W)
-            out[task] = torch.from_numpy(np.ascontiguousarray(canvas.astype(np.float32).transpose(2, 0, 1)))
+            target = _padded(sample[task], (3, out_h, out_w), np.float32, height, width)
+        if task == "human_parts":
+            ignore_partless(target)
+        out[task] = torch.from_numpy(target)
     out["task_mask"] = torch.as_tensor(task_mask, dtype=torch.bool)
     out["meta"] = {"id": str(sample["meta"]["id"]), "size": torch.tensor([height, width], dtype=torch.int64)}
     return out
@@ -184,6 +246,11 @@ class TrainTransform:
     def __call__(self, sample, rng=None):
         rng = rng_from_torch() if rng is None else rng
         task_mask = _task_mask(sample, self.tasks)
+        return pad_and_tensorize(self.augment(sample, rng, task_mask), self.tasks, self.size, task_mask)
+
+    def augment(self, sample, rng, task_mask):
+        """Scale, crop, flip and jitter a raw sample; maps may come back as views (cropped,
+        mirrored or `blank`), which `pad_and_tensorize` copies once."""
         sample = random_scale(sample, float(rng.uniform(*self.scale_range)))
 
         # The crop rule looks at semseg only where semseg is labelled for this sample.
@@ -197,9 +264,9 @@ class TrainTransform:
                   for key, value in sample.items()}
 
         if rng.random() < self.flip_prob:
-            sample = hflip(sample)
+            sample = mirror(sample)
         sample["image"] = photometric_jitter(sample["image"], rng, self.jitter_prob)
-        return pad_and_tensorize(sample, self.tasks, self.size, task_mask)
+        return sample
 
 
 class ValTransform:
