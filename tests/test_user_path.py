@@ -1,0 +1,208 @@
+"""What a user meets after `bash run.sh` starts: data problems found up front or reported in
+one line with the progress kept, helper processes that die with the run, safe checkpoint
+messages, a run folder that refuses another experiment, a closing summary, clean CLIs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data.synthetic import generate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val_size=[64,64]",
+        "log_interval=1", "model_kwargs.embed_dim=32", "model_kwargs.denoiser_depth=1",
+        "eval_kwargs.edge_workers=1", "eval_kwargs.edge_thresholds_train=3",
+        "eval_kwargs.edge_thresholds_infer=3", "eval_at_start=false"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def db_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("db")
+    generate("pascal", str(root), n_train=12, n_val=4, size=64, seed=0)
+    return root
+
+
+def run(cmd, expect, timeout=300, env=None):
+    proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=env or ENV)
+    assert proc.returncode == expect, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def main_py(opts, expect=0, extra=()):
+    return run(["main.py", "--config_exp", "configs/demo.yml", *extra, "--opts", *TINY, *opts], expect)
+
+
+def one_error_line(proc, *fragments):
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def copy_dataset(db_root, tmp_path):
+    import shutil
+
+    shutil.copytree(db_root, tmp_path / "db")
+    return tmp_path / "db" / "PASCALContext"
+
+
+def test_a_missing_file_stops_the_run_before_training(db_root, tmp_path):
+    dataset = copy_dataset(db_root, tmp_path)
+    val_id = (dataset / "ImageSets" / "Context" / "val.txt").read_text().split()[0]
+    (dataset / "sal_distill" / f"{val_id}.png").unlink()
+    proc = main_py([f"db_root={tmp_path / 'db'}", f"output_dir={tmp_path}"], expect=2)
+    one_error_line(proc, f"sal_distill/{val_id}.png")
+    assert not (tmp_path / "demo" / "last.pth").exists() and "iter 1/" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_corrupt_file_read_by_a_loader_worker_is_one_line_and_keeps_the_progress(db_root, tmp_path):
+    dataset = copy_dataset(db_root, tmp_path)
+    train_ids = (dataset / "ImageSets" / "Context" / "train.txt").read_text().split()
+    order = torch.randperm(len(train_ids), generator=torch.Generator().manual_seed(0))  # epoch 0, seed 0
+    bad = train_ids[order[4]]  # the first sample of the third batch of two
+    (dataset / "JPEGImages" / f"{bad}.jpg").write_bytes(b"not a jpeg")
+    proc = main_py([f"db_root={tmp_path / 'db'}", f"output_dir={tmp_path}", "nworkers=2", "max_iter=6",
+                    "val_interval=100", "ckpt_interval=100"], expect=2)
+    line = one_error_line(proc, f"{bad}.jpg", "saved", "run the same command to resume")
+    assert "Traceback" not in line and "DataLoader worker" not in line
+    ckpt = torch.load(tmp_path / "demo" / "last.pth", map_location="cpu", weights_only=True)
+    assert ckpt["iteration"] == 2  # the two finished iterations are kept
+
+
+def _pool_processes(pgid):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and int(pid) != pgid and fields[0] not in "ZX":
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.slow
+def test_evaluation_workers_exit_when_training_is_killed(db_root, tmp_path):
+    cmd = [sys.executable, "main.py", "--config_exp", "configs/demo.yml", "--opts", *TINY, f"db_root={db_root}",
+           f"output_dir={tmp_path}", "eval_kwargs.edge_workers=2", "max_iter=1000", "val_interval=1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while len(_pool_processes(proc.pid)) < 4:  # resource tracker, forkserver, two workers
+            assert proc.poll() is None and time.time() < deadline, "the evaluation pool did not start"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # the trainer alone, as `kill -9 PID` does
+        proc.wait()
+        deadline = time.time() + 20
+        while _pool_processes(proc.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert _pool_processes(proc.pid) == []
+    finally:
+        for pid in _pool_processes(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_checkpoint_is_refused_with_its_reason(db_root, tmp_path):
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": _Payload(marker)}, evil)
+    proc = subprocess.run(["bash", "run.sh", "--opts", *TINY, f"db_root={db_root}", f"output_dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**ENV, "PYTHON": sys.executable, "NGPUS": "1", "RUN_MODE": "infer",
+                               "TRAINED_MODEL": str(evil)})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = one_error_line(proc, "evil.pth is not a loadable checkpoint", "GLOBAL")
+    assert "system" in line and "weights_only" not in line and "Re-running" not in line
+    assert not marker.exists()
+
+
+def test_inference_save_dir_that_is_a_file_is_a_usage_error(tmp_path):
+    target = tmp_path / "predictions"
+    target.write_text("keep me")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    proc = run(["inference.py", "--ckp_path", str(tmp_path / "none.pth"), "--image_path", str(tmp_path / "a.png"),
+                "--save_dir", str(target)], expect=2)
+    one_error_line(proc, "--save_dir", "not a folder")
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_a_run_explains_itself_and_refuses_a_different_experiment(db_root, tmp_path):
+    opts = [f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=2", "val_interval=2"]
+    proc = main_py(opts)
+    run_dir = tmp_path / "demo"
+    # The closing summary: where everything is and what to run next.
+    summary = proc.stdout[proc.stdout.index("run finished"):]
+    for fragment in ("iteration 2/2", str(run_dir / "best.pth"), str(run_dir / "last.pth"), "semseg.mIoU",
+                     "--run_mode infer --trained_model", "inference.py --ckp_path", "min"):
+        assert fragment in summary, fragment
+    assert "CPU thread(s) per process ($OMP_NUM_THREADS)" in proc.stdout
+    # Redirected output: log lines, no progress-bar redraws or colour codes.
+    assert "\r" not in proc.stdout + proc.stderr and "\x1b[" not in proc.stdout + proc.stderr
+    # Per-task loss columns: every task on every log line, '-' where unlabelled in the batch.
+    for line in [l for l in proc.stdout.splitlines() if " iter " in l]:
+        columns = line.split("|")[1].split()
+        assert columns[0::2] == ["semseg", "human_parts", "sal", "normals", "edge"], line
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["iteration"] == 2 and metrics["checkpoint"] == str(run_dir / "last.pth")
+    assert (run_dir / "config.yaml").is_file()
+
+    before = (run_dir / "last.pth").read_bytes()
+    proc = main_py(opts + ["optimizer_kwargs.lr=0.5"], expect=2)
+    one_error_line(proc, "optimizer_kwargs.lr: 0.001 -> 0.5", "version_name", "output_dir")
+    proc = main_py(opts + ["model_kwargs.embed_dim=16"], expect=2)
+    one_error_line(proc, "model_kwargs.embed_dim: 32 -> 16")
+    assert (run_dir / "last.pth").read_bytes() == before
+    assert "nothing to do" in main_py(opts + ["val_interval=5"]).stdout  # budget / logging keys may change
+
+    # Evaluation records what it evaluated; its prediction PNGs are inference.py's palette images.
+    main_py(opts + ["eval_kwargs.save_predictions=true"], extra=["--run_mode", "infer", "--trained_model",
+                                                                str(run_dir / "best.pth")])
+    infer = json.loads((run_dir / "infer" / "metrics.json").read_text())
+    assert infer["iteration"] == 2 and infer["checkpoint"] == str(run_dir / "best.pth")
+    semseg = Image.open(next((run_dir / "infer" / "predictions" / "semseg").glob("*.png")))
+    assert semseg.mode == "P" and np.asarray(semseg).max() < 21
+
+    # inference.py needs no config: the checkpoint carries it.
+    image = next((db_root / "PASCALContext" / "JPEGImages").glob("*.jpg"))
+    run(["inference.py", "--ckp_path", str(run_dir / "best.pth"), "--image_path", str(image),
+         "--save_dir", str(tmp_path / "pred")], expect=0)
+    assert Image.open(tmp_path / "pred" / "semseg" / f"{image.stem}.png").mode == "P"
+
+
+def test_every_cli_documents_its_arguments_and_accepts_config_exp(capsys):
+    import inference
+    import main
+    from benchmarks import throughput
+
+    for parse in (main.parse_args, inference.parse_args, throughput.main):
+        with pytest.raises(SystemExit) as exit_status:
+            parse(["--help"])
+        assert exit_status.value.code == 0
+        text = capsys.readouterr().out
+        assert "--config_exp" in text, parse
+        if parse is not throughput.main:
+            assert text.count("(default:") >= 4, parse
+    assert inference.parse_args(["--config_exp", "c.yml", "--ckp_path", "x.pth", "--image_path", "i",
+                                 "--save_dir", "o"]).config_path == "c.yml"
