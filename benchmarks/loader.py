@@ -10,7 +10,8 @@ Writes a synthetic dataset (`data.synthetic`) in the config's layout at its `tra
   it includes .mat parsing and boundary thinning); the training augmentation (scale,
   crop, flip, jitter) and the tensor conversion (normalise, pad, convert) for one-label
   samples (sample i labels task i mod T) and all-label samples; the whole sample
-  (load + transform, as the training dataset computes it) for both;
+  (load + transform, as the training dataset computes it) for both, also as a mean
+  (samples differ: only some images show people with parts);
 - PASCAL-Context only: the same with a warm label cache (`PascalContext(cache_dir=..)`,
   what every epoch after the first costs);
 - samples/s of a DataLoader with W workers over `build_dataset(cfg, "train")` (batch
@@ -105,7 +106,10 @@ def stage_times(raw, transform, tasks, passes):
                 else:  # a dataset's own protocol transform: one figure
                     timed(f"transform {setting}", lambda: transform(sample, rng))
                 times.setdefault(f"total {setting}", []).append(time.perf_counter() - total)
-    return {key: _ms(values) for key, values in times.items()}
+    stages = {key: _ms(values) for key, values in times.items()}
+    for setting in ("one-label", "all labels"):  # what a loader's throughput depends on
+        stages[f"mean total {setting}"] = round(1e3 * statistics.mean(times[f"total {setting}"]), 2)
+    return stages
 
 
 def _print_stages(title, stages):
