@@ -5,7 +5,8 @@
 
 Writes a synthetic dataset (`data.synthetic`) in the config's layout at its `train_size`
 (or S x S) into a temporary folder, then prints, as medians over the samples and passes:
-- ms per sample on one core (this process, one torch / OpenCV thread): decoding the
+- CPU ms per sample on one core (this process, one torch / OpenCV thread; CPU time, so
+  other processes on a busy machine do not count): decoding the
   image; decoding each label (paired against an image-only load of the same sample, so
   it includes .mat parsing and boundary thinning); the training augmentation (scale,
   crop, flip, jitter) and the tensor conversion (normalise, pad, convert) for one-label
@@ -81,9 +82,9 @@ def stage_times(raw, transform, tasks, passes):
     times = {}
 
     def timed(key, fn):
-        start = time.perf_counter()
+        start = time.process_time()
         value = fn()
-        times.setdefault(key, []).append(time.perf_counter() - start)
+        times.setdefault(key, []).append(time.process_time() - start)
         return value
 
     for _ in range(passes):
@@ -96,7 +97,7 @@ def stage_times(raw, transform, tasks, passes):
             for setting, labelled in (("one-label", _one_label_tasks(tasks, index)), ("all labels", tasks)):
                 task_mask = np.array([t in labelled for t in tasks])
                 rng = np.random.default_rng([index, len(labelled)])
-                total = time.perf_counter()
+                total = time.process_time()
                 sample = raw.load(index, labelled)
                 sample["task_mask"] = task_mask
                 if isinstance(transform, TrainTransform):
@@ -105,7 +106,7 @@ def stage_times(raw, transform, tasks, passes):
                           lambda: pad_and_tensorize(augmented, tasks, transform.size, task_mask))
                 else:  # a dataset's own protocol transform: one figure
                     timed(f"transform {setting}", lambda: transform(sample, rng))
-                times.setdefault(f"total {setting}", []).append(time.perf_counter() - total)
+                times.setdefault(f"total {setting}", []).append(time.process_time() - total)
     stages = {key: _ms(values) for key, values in times.items()}
     for setting in ("one-label", "all labels"):  # what a loader's throughput depends on
         stages[f"mean total {setting}"] = round(1e3 * statistics.mean(times[f"total {setting}"]), 2)
@@ -151,24 +152,28 @@ def main(argv=None):
     parser.add_argument("--passes", type=int, default=3, help="passes over the samples for the stage medians")
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides key=value")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)  # one core: no intra-op threads, no OpenCV pool
     cv2.setNumThreads(0)
-    with tempfile.TemporaryDirectory(prefix="loader_bench_") as folder:
-        opts = [f"db_root={folder}", "partial_labels_file="] + args.opts
-        if args.size:
-            opts.append(f"train_size=[{args.size}, {args.size}]")
-        if args.layout:
-            name = LAYOUT_DATASETS[args.layout]
-            opts += [f"train_db_name={name}", f"val_db_name={name}", "reference_metrics={}", "best_metric="]
-            opts += [f"task_dictionary.include_{t}={t in DATASET_TASKS[name]}"
-                     for t in ("semseg", "human_parts", "sal", "depth", "normals", "edge")]
-        try:
+    try:
+        with tempfile.TemporaryDirectory(prefix="loader_bench_") as folder:
+            opts = [f"db_root={folder}", "partial_labels_file="] + args.opts
+            if args.size:
+                opts.append(f"train_size=[{args.size}, {args.size}]")
+            if args.layout:
+                name = LAYOUT_DATASETS[args.layout]
+                opts += [f"train_db_name={name}", f"val_db_name={name}", "reference_metrics={}", "best_metric="]
+                opts += [f"task_dictionary.include_{t}={t in DATASET_TASKS[name]}"
+                         for t in ("semseg", "human_parts", "sal", "depth", "normals", "edge")]
             cfg = load_config(args.config, opts)
             generate(SYNTHETIC_LAYOUTS[cfg.train_db_name], folder, args.samples, 1, tuple(cfg.train_size), seed=0)
             results = run(cfg, args.samples, args.workers, args.passes, os.path.join(folder, "label_cache"))
-        except DiffusionMTLError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+    except DiffusionMTLError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
     print(json.dumps(results))
     return 0
 
