@@ -15,7 +15,9 @@ from utils.tasks import DATASET_TASKS
 DATASETS = {"PASCALContext": PascalContext, "NYUD": NYUD, "NYUD_MTAN": NYUDMTAN, "Cityscapes": Cityscapes}
 
 # Loader arguments that come from the config, per dataset.
-LOADER_KWARGS = {"Cityscapes": lambda cfg: {"num_classes": cfg.semseg_classes or DATASET_TASKS["Cityscapes"]["semseg"]}}
+LOADER_KWARGS = {
+    "Cityscapes": lambda cfg: {"num_classes": cfg.semseg_classes or DATASET_TASKS["Cityscapes"]["semseg"]},
+}
 
 # Datasets whose protocol has its own training augmentation (default: TrainTransform).
 TRAIN_TRANSFORMS = {"Cityscapes": CityscapesTrainTransform}

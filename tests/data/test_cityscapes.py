@@ -1,6 +1,7 @@
 """Cityscapes (MTAN layout): the loader on generated data, the protocol's scale-crop,
 build_dataset with the one-label split, and the synthetic street scenes."""
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,6 @@ def db_root(tmp_path_factory):
 @pytest.fixture()
 def broken_root(tmp_path, db_root):
     """A private copy to damage."""
-    import shutil
     shutil.copytree(db_root / "cityscapes", tmp_path / "cityscapes")
     return tmp_path / "cityscapes"
 

@@ -189,7 +189,8 @@ def test_a_killed_generation_leaves_nothing_at_the_target(tmp_path):
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         partial = [d for d in os.listdir(tmp_path) if d.startswith(".NYUDv2.partial-")]
-        if partial and os.path.isdir(tmp_path / partial[0] / "depth") and os.listdir(tmp_path / partial[0] / "depth"):
+        depth = tmp_path / partial[0] / "depth" if partial else None
+        if depth is not None and depth.is_dir() and os.listdir(depth):
             break
         time.sleep(0.05)
     proc.kill()
