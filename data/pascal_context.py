@@ -159,7 +159,7 @@ class LabelCache:
     def _entry(self, kind, source):
         stat = os.stat(source)
         key = f"{self.VERSION}\0{os.path.abspath(source)}\0{stat.st_mtime_ns}\0{stat.st_size}"
-        return os.path.join(self.folder, kind, hashlib.sha1(key.encode()).hexdigest() + ".png")
+        return os.path.join(self.folder, kind, hashlib.sha256(key.encode()).hexdigest() + ".png")
 
     def get(self, kind, source, shape, decode):
         """The cached (H, W) uint8 map decoded from `source`, else `decode()`, stored."""

@@ -73,7 +73,9 @@ NORMALS_FROM_CODE = ((np.arange(256, dtype=np.float32) * 2.0 - 255.0) / 255.0)[N
 
 
 def decode_normals(encoded):
-    """(H, W, 3+) uint8 normals PNG -> float32 (H, W, 3) in [-1, 1] (one table lookup)."""
+    """(H, W, 3+) normals PNG -> float32 (H, W, 3), 2v/255 - 1 (8-bit: one table lookup)."""
+    if encoded.dtype != np.uint8:
+        return (encoded[..., :3].astype(np.float32) * 2.0 - 255.0) / 255.0
     return cv2.LUT(np.ascontiguousarray(encoded[..., :3]), NORMALS_FROM_CODE)
 
 

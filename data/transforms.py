@@ -185,17 +185,16 @@ def ignore_partless(parts):
     return parts
 
 
-def _padded(value, shape, dtype, height, width):
-    """`value` converted to `dtype` in an all-ignore canvas of `shape` (padding 255); one
-    copy, whatever the memory layout of `value` (views, mirrored or `blank` maps)."""
+def _padded(value, shape, dtype, height, width, channels_first=False):
+    """`value` (height, width[, C]) as a new `dtype` array of `shape` ((H, W), (1, H, W), or
+    (C, H, W) with `channels_first`), padded bottom/right with 255: one copy, whatever the
+    memory layout of `value` (cropped, mirrored or `blank` maps)."""
     if is_blank(value):
         return np.full(shape, IGNORE_INDEX, dtype)
-    padded = (height, width) != shape[-2:]
-    canvas = np.full(shape, IGNORE_INDEX, dtype) if padded else np.empty(shape, dtype)
-    if len(shape) == 3 and shape[0] == 3:  # normals (H, W, 3) -> (3, H, W)
-        canvas.transpose(1, 2, 0)[:height, :width] = value
-    else:
-        canvas.reshape(shape[-2:])[:height, :width] = value
+    unpadded = (height, width) == tuple(shape[-2:])
+    canvas = np.empty(shape, dtype) if unpadded else np.full(shape, IGNORE_INDEX, dtype)
+    view = canvas.transpose(1, 2, 0) if channels_first else canvas.reshape(shape[-2:])
+    view[:height, :width] = value
     return canvas
 
 
@@ -215,7 +214,7 @@ def pad_and_tensorize(sample, tasks, size, task_mask):
         elif task in CHANNEL_TASKS:
             target = _padded(sample[task], (1, out_h, out_w), np.float32, height, width)
         else:  # normals (H, W, 3) -> (3, H, W)
-            target = _padded(sample[task], (3, out_h, out_w), np.float32, height, width)
+            target = _padded(sample[task], (3, out_h, out_w), np.float32, height, width, channels_first=True)
         if task == "human_parts":
             ignore_partless(target)
         out[task] = torch.from_numpy(target)
