@@ -1,9 +1,9 @@
 """Boundary ODS F-measure with the BSDS protocol, in Python (SPEC section 4).
 
 Per image and threshold t (BSDS: N thresholds evenly spaced in (0, 1), 1/(N+1) ..
-N/(N+1)): binarise p >= t, thin to 1 px (skimage morphology), match predicted and
-ground-truth boundary pixels one-to-one within maxDist x image diagonal with
-pyEdgeEval's `correspond_pixels` (the BSDS correspondence), and count
+N/(N+1)): binarise p >= t, thin to 1 px (Guo-Hall, as skimage.morphology.thin), match
+predicted and ground-truth boundary pixels one-to-one within maxDist x image diagonal,
+and count
   cntR = matched GT pixels, sumR = GT pixels, cntP = matched predicted pixels,
   sumP = predicted pixels.
 These counts are summed over the split; ODS F = max over t of F(R = cntR / sumR,
@@ -12,28 +12,38 @@ P = cntP / sumP), in percent.
 Ground truth 255 (ignore) inside the image counts as non-boundary and predictions
 there are zeroed before thresholding, so they are neither matched nor false positives.
 
-The matcher (the BSDS C++ code inside pyEdgeEval) connects pixels to outlier nodes
-drawn from a process-global random generator seeded from the clock, so a result varies
-by a matched pixel or so between runs and with the calls made before in the same
-process. We reseed that generator with a fixed seed before every call, which makes the
-counts reproducible and independent of the worker count and of scheduling.
+The matching. The BSDS correspondence (pyEdgeEval's `correspond_pixels`) solves a
+min-cost assignment in which a pair of pixels at most r = maxDist x diagonal apart
+(inclusive) costs their distance and an unmatched pixel costs 100 r, i.e. 100 times any
+pair. Trading matched pairs for cheaper ones never pays, so the number of pairs it
+returns is the size of a maximum bipartite matching between predicted and
+ground-truth pixels joined when within r; the counts need nothing else. (Its sparse,
+randomly drawn outlier links can leave it a few pairs short of that maximum: about
+0.02% of matched pixels on our parity images, where our count is never below its.)
+We compute that maximum exactly and deterministically: pairs come from the disc's
+fixed pixel offsets on the grid, a greedy pass matches pixels along offsets in order
+of distance, and a max flow (scipy's Dinic) on the residual graph, restricted to the
+nodes an augmenting path can use, adds the missing pairs. No random state, so counts
+are identical for any worker count.
 
-Matching costs about a second per threshold for a 512x512 image, so images are
-evaluated in a pool of worker processes (started with forkserver, so it is safe
-inside a torchrun / CUDA process) that is created once and reused; `update` only
-submits work, and the counts are collected when the state is read.
+Thinning reimplements skimage's `thin` (the same two Guo-Hall subiterations and
+lookup tables, with the same result, tested) but re-examines only the pixels next
+to a deletion, since thinning dominates once matching is fast.
+
+A 512x512 image costs well under a second at 99 thresholds (benchmarks/boundary.py);
+images are still evaluated in a pool of worker processes (started with forkserver, so
+it is safe inside a torchrun / CUDA process) that is created once and reused; `update`
+only submits work, and the counts are collected when the state is read.
 """
-import ctypes
-import functools
+import math
 import multiprocessing
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import scipy.sparse
 import torch
-from pyEdgeEval._lib import correspond_pixels
-from skimage.morphology import thin
+from scipy.sparse.csgraph import maximum_flow
 
 from utils.distributed import exit_with_parent
 
@@ -41,29 +51,160 @@ from utils.distributed import exit_with_parent
 CNT_R, SUM_R, CNT_P, SUM_P = range(4)
 
 
-_MATCH_SEED = 1  # any fixed non-zero seed (0 asks the library for a time-based one)
-
-
-def _match_rng_reset():
-    """A function reseeding the matcher's global random generator, or None if the
-    compiled library does not export it (then counts vary slightly from run to run)."""
-    library_path = sys.modules[correspond_pixels.__module__].__file__
-    try:
-        library = ctypes.CDLL(library_path)  # the already loaded library, not a copy
-        generator = ctypes.addressof(ctypes.c_char.in_dll(library, "_ZN6Random4randE"))
-        reseed = library._ZN6Random6reseedEm  # Random::reseed(seed) of the static Random::rand
-    except (OSError, ValueError, AttributeError):
-        return None
-    reseed.argtypes, reseed.restype = [ctypes.c_void_p, ctypes.c_uint64], None
-    return functools.partial(reseed, generator, _MATCH_SEED)
-
-
-_RESET_MATCH_RNG = _match_rng_reset()
-
-
 def bsds_thresholds(num_thresholds):
     """The BSDS thresholds: 1/(N+1) .. N/(N+1)."""
     return np.linspace(1.0 / (num_thresholds + 1), 1.0 - 1.0 / (num_thresholds + 1), num_thresholds)
+
+
+# --------------------------------------------------------------------------------------
+# Thinning
+# --------------------------------------------------------------------------------------
+
+def _guo_hall_tables():
+    """Deletion tables of the two subiterations, indexed by the 8-neighbourhood code.
+
+    Bit k - 1 of the code is neighbour x_k of Guo & Hall (1989): x_1 east, then
+    counter-clockwise (x_2 north-east, x_3 north, ..., x_8 south-east).
+    """
+    code = np.arange(256)
+    x = [None] + [(code >> k) & 1 for k in range(8)]
+    x.append(x[1])  # x_9 = x_1
+    crossings = sum((x[2 * i - 1] == 0) & ((x[2 * i] | x[2 * i + 1]) == 1) for i in range(1, 5))
+    n1 = sum(x[2 * k - 1] | x[2 * k] for k in range(1, 5))
+    n2 = sum(x[2 * k] | x[2 * k + 1] for k in range(1, 5))
+    smaller = np.minimum(n1, n2)
+    removable = (crossings == 1) & (smaller >= 2) & (smaller <= 3)
+    first = removable & (((x[2] | x[3] | (1 - x[8])) & x[1]) == 0)
+    second = removable & (((x[6] | x[7] | (1 - x[4])) & x[5]) == 0)
+    return first, second
+
+
+_DELETE_TABLES = _guo_hall_tables()
+# (row, column) offsets of x_1 .. x_8
+_NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
+
+
+def thin(mask):
+    """skimage.morphology.thin(mask): parallel Guo-Hall thinning to convergence.
+
+    The same two subiterations, but each examines only the foreground pixels whose
+    neighbourhood changed since that subiteration last ran (all pixels at first):
+    a pixel with an unchanged neighbourhood gets the same (keep) decision again.
+    """
+    height, width = mask.shape
+    stride = width + 2
+    image = np.zeros((height + 2) * stride, dtype=np.uint8)  # zero border, flattened
+    image.reshape(height + 2, stride)[1:-1, 1:-1] = mask
+    steps = np.array([dy * stride + dx for dy, dx in _NEIGHBOURS])
+    weights = (1 << np.arange(8)).astype(np.uint8)
+    # per subiteration: pixels whose neighbourhood changed since it last ran
+    changed = [image.astype(bool), image.astype(bool)]
+    idle = 0
+    subiteration = 0
+    while idle < 2:  # two subiterations in a row without deletions: nothing changes any more
+        this, other = subiteration % 2, 1 - subiteration % 2
+        pixels = np.flatnonzero(changed[this] & (image == 1))
+        changed[this][:] = False
+        code = np.zeros(len(pixels), dtype=np.uint8)
+        for step, weight in zip(steps, weights):
+            code |= image[pixels + step] * weight
+        deleted = pixels[_DELETE_TABLES[this][code]]
+        image[deleted] = 0
+        for step in steps:
+            changed[0][deleted + step] = True
+            changed[1][deleted + step] = True
+        idle = idle + 1 if len(deleted) == 0 else 0
+        subiteration += 1
+    return image.reshape(height + 2, stride)[1:-1, 1:-1].astype(bool)
+
+
+# --------------------------------------------------------------------------------------
+# Matching
+# --------------------------------------------------------------------------------------
+
+def disc_offsets(radius):
+    """(dy, dx) of the grid offsets with dy^2 + dx^2 <= radius^2 (inclusive, as the
+    BSDS code), sorted by distance; and the integer radius ceil(radius)."""
+    reach = math.ceil(radius)
+    dy, dx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
+    squared = (dy * dy + dx * dx).ravel()
+    keep = np.flatnonzero(squared.astype(np.float64) <= radius * radius)
+    keep = keep[np.argsort(squared[keep], kind="stable")]
+    return dy.ravel()[keep], dx.ravel()[keep], reach
+
+
+def _neighbour_table(rows_mask, cols_mask, dy, dx, reach):
+    """(n, K) int32: for each `rows_mask` pixel (raster order), the index of the
+    `cols_mask` pixel at offset k (raster order), or -1."""
+    height, width = cols_mask.shape
+    stride = width + 2 * reach
+    index = np.full((height + 2 * reach) * stride, -1, dtype=np.int32)  # zero-padded, flattened
+    cols_y, cols_x = np.nonzero(cols_mask)
+    index[(cols_y + reach) * stride + cols_x + reach] = np.arange(len(cols_y), dtype=np.int32)
+    rows_y, rows_x = np.nonzero(rows_mask)
+    steps = (dy * stride + dx).astype(np.int32)
+    return index[((rows_y + reach) * stride + rows_x + reach).astype(np.int32)[:, None] + steps]
+
+
+def _greedy(neighbours, num_cols):
+    """Match rows to columns along the offsets in order (nearest first); each offset maps
+    rows to distinct columns, so a whole offset is matched at once."""
+    row_mate = np.full(len(neighbours), -1, dtype=np.int64)
+    col_mate = np.full(num_cols, -1, dtype=np.int64)
+    free = np.arange(len(neighbours))
+    for k in range(neighbours.shape[1]):
+        col = neighbours[free, k]
+        hit = col >= 0
+        hit[hit] = col_mate[col[hit]] < 0
+        rows, col = free[hit], col[hit]
+        row_mate[rows] = col
+        col_mate[col] = rows
+        free = free[~hit]
+        if len(free) == 0:
+            break
+    return row_mate, col_mate
+
+
+def _augment(neighbours, row_mate, col_mate):
+    """How many pairs a maximum matching adds to (row_mate, col_mate): the max flow of
+    the residual graph (source -> free rows, rows -> columns by unmatched pairs,
+    columns -> rows by matched pairs, free columns -> sink), all capacities 1."""
+    num_rows, num_cols = len(row_mate), len(col_mate)
+    free_rows = np.flatnonzero(row_mate < 0)
+    if len(free_rows) == 0 or not (col_mate < 0).any():
+        return 0
+    # Nodes: rows, columns, source, sink; built directly as CSR (adjacency in node order).
+    source, sink = num_rows + num_cols, num_rows + num_cols + 1
+    valid = neighbours >= 0
+    cols = neighbours[valid].astype(np.int64)  # row-major: grouped by row
+    rows = np.repeat(np.arange(num_rows), valid.sum(axis=1))
+    unmatched = row_mate[rows] != cols
+    row_targets = num_rows + cols[unmatched]
+    col_targets = np.where(col_mate >= 0, col_mate, sink)
+    degree = np.concatenate([np.bincount(rows[unmatched], minlength=num_rows),
+                             np.ones(num_cols, dtype=np.int64), [len(free_rows), 0]])
+    indptr = np.concatenate([[0], np.cumsum(degree)])
+    indices = np.concatenate([row_targets, col_targets, free_rows])
+    size = num_rows + num_cols + 2
+    graph = scipy.sparse.csr_matrix((np.ones(len(indices), dtype=np.int32), indices.astype(np.int32),
+                                     indptr.astype(np.int32)), shape=(size, size))
+    return int(maximum_flow(graph, source, sink, method="dinic").flow_value)
+
+
+def match_count(predicted, boundary, max_dist):
+    """Pixels in a maximum one-to-one matching of predicted and ground-truth boundary
+    pixels (bool (H, W) maps) within max_dist x the image diagonal (inclusive): the
+    number of pairs BSDS's correspondence returns (module docstring)."""
+    height, width = predicted.shape
+    dy, dx, reach = disc_offsets(max_dist * math.sqrt(height * height + width * width))
+    # rows: the side with fewer pixels (smaller table); the disc is symmetric
+    rows_mask, cols_mask = (predicted, boundary) if predicted.sum() <= boundary.sum() else (boundary, predicted)
+    neighbours = _neighbour_table(rows_mask, cols_mask, dy, dx, reach)
+    neighbours = neighbours[(neighbours >= 0).any(axis=1)]  # rows with no pixel in reach
+    if len(neighbours) == 0:
+        return 0
+    row_mate, col_mate = _greedy(neighbours, int(cols_mask.sum()))
+    return int((row_mate >= 0).sum()) + _augment(neighbours, row_mate, col_mate)
 
 
 def evaluate_image(probability, boundary, thresholds, max_dist):
@@ -85,11 +226,7 @@ def evaluate_image(probability, boundary, thresholds, max_dist):
         predicted = thin(above)
         counts[SUM_P, k] = int(predicted.sum())
         if num_boundary > 0 and counts[SUM_P, k] > 0:
-            if _RESET_MATCH_RNG is not None:
-                _RESET_MATCH_RNG()
-            match_pred, match_gt, _, _ = correspond_pixels(predicted, boundary, max_dist=max_dist)
-            counts[CNT_P, k] = int((match_pred > 0).sum())
-            counts[CNT_R, k] = int((match_gt > 0).sum())
+            counts[CNT_P, k] = counts[CNT_R, k] = match_count(predicted, boundary, max_dist)
     return counts
 
 

@@ -1,10 +1,17 @@
-"""Boundary ODS-F with pyEdgeEval's correspondence: tiny hand-checkable cases."""
+"""Boundary ODS-F: thinning, the matcher (against an independent maximum matching) and
+hand-checkable cases. Parity with pyEdgeEval: test_boundary_parity.py."""
+import math
+
 import numpy as np
 import pytest
+import scipy.sparse
 import torch
+from scipy.sparse.csgraph import maximum_bipartite_matching
 from skimage.morphology import thin
 
-from evaluation.boundary import BoundaryMeter, bsds_thresholds, evaluate_image, ods_f
+from evaluation.boundary import (BoundaryMeter, bsds_thresholds, disc_offsets, evaluate_image,
+                                 match_count, ods_f)
+from evaluation.boundary import thin as fast_thin
 
 
 def square_outline(size=200):
@@ -27,6 +34,63 @@ def test_bsds_thresholds():
     np.testing.assert_allclose(bsds_thresholds(99)[[0, -1]], [0.01, 0.99])
 
 
+def test_thin_equals_skimage_thin():
+    rng = np.random.default_rng(0)
+    masks = [rng.random(rng.integers(1, 40, 2)) < rng.uniform(0.05, 0.95) for _ in range(150)]
+    blob = np.zeros((60, 80), dtype=bool)  # thick shapes: many iterations
+    blob[5:50, 10:70] = True
+    blob[20:30, 30:40] = False
+    masks += [blob, np.ones((1, 1), dtype=bool), np.zeros((5, 5), dtype=bool), np.ones((9, 13), dtype=bool)]
+    for mask in masks:
+        np.testing.assert_array_equal(fast_thin(mask), thin(mask))
+
+
+def brute_force_maximum(predicted, boundary, radius):
+    """Maximum matching size over all pairs within `radius` px (explicit distances)."""
+    pred_y, pred_x = np.nonzero(predicted)
+    gt_y, gt_x = np.nonzero(boundary)
+    if len(pred_y) == 0 or len(gt_y) == 0:
+        return 0
+    squared = (pred_y[:, None] - gt_y) ** 2 + (pred_x[:, None] - gt_x) ** 2
+    pairs = scipy.sparse.csr_matrix(squared <= radius * radius)
+    return int((maximum_bipartite_matching(pairs, perm_type="column") >= 0).sum())
+
+
+def test_match_count_is_a_maximum_matching():
+    rng = np.random.default_rng(1)
+    for _ in range(150):
+        height, width = rng.integers(4, 50, 2)
+        predicted = rng.random((height, width)) < rng.uniform(0.01, 0.4)
+        boundary = rng.random((height, width)) < rng.uniform(0.01, 0.4)
+        max_dist = rng.uniform(0.005, 0.12)
+        radius = max_dist * math.sqrt(height * height + width * width)
+        assert match_count(predicted, boundary, max_dist) == brute_force_maximum(predicted, boundary, radius)
+
+
+def test_tolerance_is_inclusive():
+    # 30x40 image, max_dist 0.04: radius 0.04 * 50 = 2 px exactly
+    assert disc_offsets(2.0)[2] == 2 and len(disc_offsets(2.0)[0]) == 13  # d^2 in {0, 1, 2, 4}
+    boundary = np.zeros((30, 40), dtype=bool)
+    boundary[10, 10] = True
+    at_radius, beyond = np.zeros_like(boundary), np.zeros_like(boundary)
+    at_radius[10, 12] = True  # distance 2
+    beyond[11, 12] = True  # distance sqrt(5)
+    assert match_count(at_radius, boundary, 0.04) == 1
+    assert match_count(beyond, boundary, 0.04) == 0
+
+
+def test_matching_needs_augmenting_paths():
+    # GT a, b; predictions p near both and q near a only: greedy nearest-first pairs
+    # p with a (distance 0) and leaves q unmatched; the maximum is 2 (p-b, q-a).
+    boundary = np.zeros((20, 20), dtype=bool)
+    predicted = np.zeros_like(boundary)
+    boundary[10, 10] = boundary[10, 12] = True  # a, b
+    predicted[10, 10] = True  # p at a
+    predicted[10, 8] = True  # q: 2 px from a, 4 from b
+    max_dist = 2.0 / math.sqrt(800)  # radius 2 px
+    assert match_count(predicted, boundary, max_dist) == 2
+
+
 def test_perfect_prediction_scores_100():
     boundary = square_outline()
     assert ods(boundary, boundary) == pytest.approx(100.0)
@@ -41,9 +105,8 @@ def test_shift_within_tolerance_still_matches():
 
 
 def test_matching_does_not_depend_on_earlier_calls():
-    # the BSDS matcher draws random outlier links from a process-global generator;
-    # evaluate_image reseeds it, so repeated calls agree (and the pool test below
-    # checks that other processes agree too)
+    # no random state: repeated calls agree (and the pool test below checks that other
+    # processes agree too)
     rng = np.random.default_rng(0)
     boundary = square_outline(120)
     probability = np.roll(boundary, 1, axis=0) | (rng.random(boundary.shape) > 0.98)
