@@ -157,7 +157,8 @@ def main(argv=None):
     cv2.setNumThreads(0)
     try:
         with tempfile.TemporaryDirectory(prefix="loader_bench_") as folder:
-            opts = [f"db_root={folder}", "partial_labels_file="] + args.opts
+            opts = [f"db_root={folder}", f"output_dir={os.path.join(folder, 'work_dirs')}",
+                    "partial_labels_file="] + args.opts
             if args.size:
                 opts.append(f"train_size=[{args.size}, {args.size}]")
             if args.layout:
