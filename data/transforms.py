@@ -43,7 +43,11 @@ def _targets(sample):
 
 def is_blank(value):
     """True for an all-ignore map (an unlabelled task): every augmentation keeps it all-ignore."""
-    return value.size > 0 and value.flat[0] == IGNORE_INDEX and bool((value == IGNORE_INDEX).all())
+    if value.size == 0 or value.flat[0] != IGNORE_INDEX:
+        return False
+    if value.ndim >= 2 and value.strides[0] == value.strides[1] == 0:  # constant over (H, W): `blank`
+        value = value[0, 0]
+    return bool((value == IGNORE_INDEX).all())
 
 
 def blank(shape, dtype):
@@ -113,15 +117,28 @@ def hflip(sample):
 
 
 def mirror(sample):
-    """`hflip` as views: maps are mirrored without a copy, except normals (x negated)."""
-    out = {key: (value[:, ::-1] if key not in ("meta", "task_mask") else value)
-           for key, value in sample.items()}
+    """`hflip` for `TrainTransform.augment`: `blank` maps stay views, the others are
+    flipped by OpenCV into contiguous copies (later steps read them fast)."""
+    out = dict(sample)
+    for key in ["image"] + _targets(sample):
+        value = sample[key]
+        if is_blank(value):
+            out[key] = value[:, ::-1]
+        elif value.dtype in (np.uint8, np.float32):
+            out[key] = cv2.flip(value, 1)
+        else:
+            out[key] = np.ascontiguousarray(value[:, ::-1])
     if "normals" in out and not is_blank(out["normals"]):
-        normals = np.ascontiguousarray(out["normals"])
-        x = normals[..., 0]
+        x = out["normals"][..., 0]
         np.negative(x, out=x, where=x != IGNORE_INDEX)
-        out["normals"] = normals
     return out
+
+
+def wrap_degrees(hue):
+    """`hue % 360` (NumPy's floor modulo, float32) for hue in (-360, 720), without the slow
+    general modulo: the same bits, -0 and values that round to 360 included."""
+    hue = np.where(hue >= 360, hue - np.float32(360), hue)  # exact: Sterbenz
+    return np.where(hue < 0, hue + np.float32(360), hue) + np.float32(0)  # + 0: -0 -> +0
 
 
 def photometric_jitter(image, rng, prob=0.5):
@@ -143,6 +160,7 @@ def photometric_jitter(image, rng, prob=0.5):
         np.clip(image, 0, 255, out=image)
     if rng.random() < prob:
         gray = (image @ GRAY_WEIGHTS)[..., None]
+        gray = np.repeat(gray, 3, axis=2)  # (H, W, 3): no broadcasting over 3-long rows
         np.subtract(image, gray, out=image)
         np.multiply(image, np.float32(rng.uniform(0.5, 1.5)), out=image)
         np.add(image, gray, out=image)
@@ -150,7 +168,7 @@ def photometric_jitter(image, rng, prob=0.5):
     if rng.random() < prob:
         np.divide(image, 255.0, out=image)
         hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)  # float input: H in [0, 360)
-        hsv[..., 0] = (hsv[..., 0] + np.float32(rng.uniform(-36, 36))) % 360
+        hsv[..., 0] = wrap_degrees(hsv[..., 0] + np.float32(rng.uniform(-36, 36)))
         image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
         np.multiply(image, 255.0, out=image)
         np.clip(image, 0, 255, out=image)

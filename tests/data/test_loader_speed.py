@@ -19,7 +19,7 @@ import data.pascal_context as pascal_context
 from data.pascal_context import LabelCache, PascalContext, label_boundaries, normals_valid_classes, thin
 from data.readers import read_image
 from data.synthetic import generate
-from data.transforms import TrainTransform, ValTransform, ignore_partless
+from data.transforms import TrainTransform, ValTransform, ignore_partless, wrap_degrees
 from utils.tasks import IGNORE_INDEX
 
 PASCAL_TASKS = ["semseg", "human_parts", "sal", "normals", "edge"]
@@ -265,3 +265,13 @@ def test_corrupt_cache_entry_is_replaced(pascal, tmp_path):
     assert np.array_equal(cache.get("edge", source, (3, 4), lambda: value + 1), value + 1)
     assert np.array_equal(cache.get("edge", source, (3, 4), lambda: value), value + 1)  # stored again
     assert not [name for name in os.listdir(os.path.dirname(entry)) if ".tmp" in name]
+
+
+def test_wrap_degrees_is_numpy_modulo_bit_for_bit():
+    rng = np.random.default_rng(0)
+    hue = np.concatenate([rng.uniform(-360, 720, 100_000), np.arange(-40, 400, 0.01),
+                          [-0.0, 0.0, -1e-8, -1e-30, 360, 359.99997, 360.00003, 719.9999, -359.9999]])
+    hue = hue.astype(np.float32)
+    wrapped = wrap_degrees(hue)
+    assert wrapped.dtype == np.float32
+    assert np.array_equal(wrapped.view(np.uint32), np.mod(hue, np.float32(360)).view(np.uint32))
