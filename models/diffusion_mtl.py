@@ -103,7 +103,7 @@ class DiffusionMTL(nn.Module):
         """Training: fresh noise. Evaluation: zeros, or a field drawn from (eval_seed, step, task)
         that is the same for every sample, so a sample's output does not depend on its batch."""
         if self.training:
-            return torch.randn_like(like)
+            return torch.randn(like.shape, device=like.device, dtype=like.dtype)  # whatever the memory format
         if self.eval_noise == "zero":
             return torch.zeros_like(like)
         seed = np.random.SeedSequence([self.eval_seed, step, self.tasks.index(task)]).generate_state(1)[0]

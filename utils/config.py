@@ -27,6 +27,8 @@ DEFAULTS = {
     "trBatch": 6,  # per-process batch
     "valBatch": 6,
     "nworkers": 2,
+    "label_cache": True,  # PASCAL-Context: keep the labels decoded from .mat files (edge,
+    # human_parts) as PNGs in output_dir/label_cache, so .mat parsing and thinning happen once
     "num_threads": None,  # CPU intra-op threads per process; null: $DIFFUSIONMTL_NUM_THREADS,
     # $OMP_NUM_THREADS, else the available cores / local processes, less room for loader workers
     "epochs": 100,  # used when max_iter is null
@@ -97,6 +99,8 @@ DEFAULTS = {
     "val_size": [512, 512],  # pad size
     "amp": False,  # bf16 autocast (GPU only)
     "sync_bn": True,  # SyncBatchNorm when running distributed on GPU
+    "channels_last": "auto",  # NHWC weights and inputs: auto = on CUDA (cuDNN's fast layout), not on the CPU
+    "compile": False,  # torch.compile backbone, decoders and denoiser blocks (a warm-up of minutes)
     "eval_kwargs": {
         "edge_thresholds_train": 9,
         "edge_thresholds_infer": 99,
@@ -123,6 +127,7 @@ TYPES = {
     "semseg_classes": (int, type(None)),
     "eval_kwargs.edge_maxdist": (float, type(None)),
     "best_metric": (str, type(None)),
+    "channels_last": (str, bool),
 }
 CHOICES = {
     "train_db_name": DATASETS,
@@ -135,6 +140,7 @@ CHOICES = {
     "model_kwargs.beta_schedule": ("linear", "sqrt_linear", "cosine"),
     "model_kwargs.eval_noise": ("zero", "seeded"),
     "ssl_type": ("full", "onelabel", "randomlabels"),
+    "channels_last": ("auto", True, False),
 }
 FREE_FORM = ("reference_metrics",)  # validated in derive()
 
@@ -289,7 +295,8 @@ def derive(cfg, source):
 # Keys that may change when a run is continued (budget, logging, evaluation, where the
 # data lives); any other difference means a different experiment in the same folder.
 RESUMABLE_KEYS = ("max_iter", "epochs", "val_interval", "eval_at_start", "log_interval", "ckpt_interval",
-                  "nworkers", "num_threads", "valBatch", "db_root", "output_dir", "eval_kwargs", "tb_images")
+                  "nworkers", "num_threads", "valBatch", "db_root", "output_dir", "eval_kwargs", "tb_images",
+                  "channels_last", "compile")
 DERIVED_KEYS = ("TASKS", "train_db_dir", "val_db_dir", "run_dir", "edge_maxdist")
 
 

@@ -1,0 +1,145 @@
+"""utils/train_step.py: the step main.py runs, skipping non-finite updates without a host sync."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from losses import build_loss
+from models import build_model
+from utils.config import load_config
+from utils.train_step import TrainingDiverged, TrainStep, build_optimizer, compile_model, is_fused
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pascal" / "resnet18_feature_official.yml"
+TINY = ["db_root=.", "backbone_kwargs.pretrained=null", "model_kwargs.embed_dim=16", "model_kwargs.num_heads=2",
+        "model_kwargs.denoiser_depth=1", "model_kwargs.prelim_blocks=1", "model_kwargs.head_convs=1",
+        "model_kwargs.token_stride=2", "optimizer_kwargs.lr=1e-3"]
+CHANNELS = {"semseg": 21, "human_parts": 7, "sal": 2, "normals": 3, "edge": 1}
+
+
+def setup(*opts, fused=True, seed=0):
+    cfg = load_config(str(CONFIG), opts=TINY + list(opts))
+    torch.manual_seed(seed)
+    model = build_model(cfg).train()
+    optimizer = build_optimizer(cfg, model, fused=fused)
+    step = TrainStep(cfg, model, build_loss(cfg), optimizer, torch.device("cpu"))
+    return cfg, model, optimizer, step
+
+
+def make_batch(seed=0, size=64):
+    """Three samples; at 64 px ResNet-18's last stage is 2x2, so its BatchNorm statistics are
+    not degenerate (at 32 px: 1x1 over 3 samples, where rounding noise dominates gradients)."""
+    generator = torch.Generator().manual_seed(seed)
+    task_mask = torch.tensor([[1, 0, 0, 0, 0], [0, 0, 1, 1, 0], [0, 1, 0, 0, 1]], dtype=torch.bool)
+    batch = {"image": torch.randn(3, 3, size, size, generator=generator), "task_mask": task_mask,
+             "semseg": torch.randint(0, 21, (3, size, size), generator=generator),
+             "human_parts": torch.randint(0, 7, (3, size, size), generator=generator),
+             "sal": torch.randint(0, 2, (3, size, size), generator=generator),
+             "normals": torch.nn.functional.normalize(torch.randn(3, 3, size, size, generator=generator), dim=1),
+             "edge": (torch.rand(3, 1, size, size, generator=generator) > 0.8).float()}
+    for index, task in enumerate(CHANNELS):
+        batch[task][~task_mask[:, index]] = 255
+    return batch
+
+
+def snapshot(model, optimizer):
+    """Parameters (not BatchNorm statistics: the forward pass updates those) and optimizer state."""
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    return weights, copy.deepcopy(optimizer.state_dict()["state"])
+
+
+def assert_same(first, second):
+    (weights, moments), (weights2, moments2) = first, second
+    assert all(torch.equal(weights[k], weights2[k]) for k in weights)
+    assert moments.keys() == moments2.keys()
+    for index, state in moments.items():  # {param index: {"step" / "exp_avg" / ...: tensor}}
+        assert all(torch.equal(value, moments2[index][name]) for name, value in state.items())
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_non_finite_step_is_skipped_and_reported(fused):
+    cfg, model, optimizer, step = setup(fused=fused)
+    assert is_fused(optimizer) == fused
+    batch = make_batch()
+    loss, per_task, grad_norm = step(batch, batch["task_mask"], 1)
+    assert torch.isfinite(loss) and loss > 0 and set(per_task) == set(CHANNELS)
+    assert step.diverged() is None
+    before = snapshot(model, optimizer)
+
+    poisoned = dict(batch, image=batch["image"].clone())
+    poisoned["image"][0, 0, 0, 0] = float("nan")
+    loss, _, _ = step(poisoned, batch["task_mask"], 2)
+    assert not torch.isfinite(loss)
+    assert_same(before, snapshot(model, optimizer))  # weights, moments and step counts untouched
+    assert step.diverged() == 2
+    with pytest.raises(TrainingDiverged, match="iteration 2.*last good checkpoint is work/last.pth"):
+        step.raise_if_diverged("work/last.pth")
+
+    step(batch, batch["task_mask"], 3)  # later finite steps train again; the first bad one is kept
+    assert not torch.equal(before[0]["prelim_heads.semseg.weight"], model.state_dict()["prelim_heads.semseg.weight"])
+    assert step.diverged() == 2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fused_and_foreach_optimizers_train_alike(optimizer):
+    # Adam's first updates are +-lr wherever a gradient is tiny, whatever its size, so its
+    # comparison runs one step (rounding may flip such signs: compare most elements)
+    steps = 3 if optimizer == "sgd" else 1
+    weights = []
+    for fused in (True, False):
+        _, model, _, step = setup(f"optimizer={optimizer}", fused=fused)
+        for iteration in range(steps):
+            batch = make_batch(seed=iteration)
+            step(batch, batch["task_mask"], iteration + 1)
+        weights.append({name: p.detach() for name, p in model.named_parameters()})
+    for key, value in weights[0].items():
+        close = torch.isclose(value, weights[1][key], atol=1e-6, rtol=1e-4)
+        assert close.float().mean() > (0.9999 if optimizer == "sgd" else 0.99), key
+
+
+def test_gradient_clipping_and_loss_match_a_plain_step():
+    cfg, model, optimizer, step = setup(fused=False, seed=1)
+    reference = copy.deepcopy(model)
+    criterion = build_loss(cfg)
+    batch = make_batch()
+    torch.manual_seed(5)  # the same diffusion noise for both
+    loss, _, grad_norm = step(batch, batch["task_mask"], 1)
+    torch.manual_seed(5)
+    expected, _ = criterion(reference(batch["image"], batch["task_mask"]), batch)
+    expected.backward()
+    norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), cfg.grad_clip_param.max_norm)
+    torch.testing.assert_close(loss, expected.detach())
+    torch.testing.assert_close(grad_norm, norm)
+
+
+def test_channels_last_follows_the_config():
+    for value, expected in (("auto", torch.contiguous_format), (True, torch.channels_last),
+                            (False, torch.contiguous_format)):
+        _, _, _, step = setup(f"channels_last={str(value).lower()}")
+        assert step.memory_format == expected  # auto: channels_last on CUDA only
+
+
+def test_channels_last_step_matches_contiguous():
+    losses = []
+    for value in ("false", "true"):
+        _, _, _, step = setup(f"channels_last={value}", "optimizer=sgd", fused=False)
+        batch = make_batch()
+        torch.manual_seed(5)
+        losses.append(step(batch, batch["task_mask"], 1)[0])
+        losses.append(step(batch, batch["task_mask"], 2)[0])
+    torch.testing.assert_close(losses[:2], losses[2:], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_eager_loss():
+    losses = []
+    for compiled in (False, True):
+        cfg, model, optimizer, step = setup("optimizer=sgd", fused=False)
+        if compiled:
+            compile_model(model)
+        assert list(model.state_dict()) == list(setup()[1].state_dict())  # keys unchanged by compile
+        torch.manual_seed(5)
+        for iteration in range(2):
+            batch = make_batch(seed=iteration)
+            losses.append(step(batch, batch["task_mask"], iteration + 1)[0])
+    torch.testing.assert_close(losses[:2], losses[2:], atol=1e-4, rtol=1e-3)

@@ -1,0 +1,131 @@
+"""One optimisation step, as main.py runs it (and benchmarks/ measure it).
+
+The step never waits for the device: the loss, the gradient norm and the per-task losses
+stay tensors, and a non-finite step is skipped *on the device*. With a fused optimizer
+(the default where PyTorch has one: Adam, AdamW, SGD on CPU and CUDA) the finiteness flag
+goes to the optimizer as `found_inf`, the mechanism torch's GradScaler uses, so the
+kernel leaves weights, moments and step counts untouched; otherwise the step checks the
+flag on the host. Either way the weights stay finite, and `raise_if_diverged()` (a host
+synchronisation, called at log intervals and before every checkpoint) reports the first
+non-finite iteration, so no non-finite checkpoint is ever written.
+"""
+import torch
+
+from utils.errors import DiffusionMTLError
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+class TrainingDiverged(DiffusionMTLError):
+    """The loss or the gradient became NaN or infinite."""
+
+
+def build_optimizer(cfg, model, fused=True):
+    """cfg.optimizer over the trainable parameters; fused kernels where PyTorch has them."""
+    kwargs = {"lr": cfg.optimizer_kwargs.lr, "weight_decay": cfg.optimizer_kwargs.weight_decay}
+    if cfg.optimizer == "sgd":
+        kwargs["momentum"] = cfg.optimizer_kwargs.momentum
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer_class = OPTIMIZERS[cfg.optimizer]
+    if fused:
+        try:
+            return optimizer_class(params, fused=True, **kwargs)
+        except (RuntimeError, ValueError):  # a device or dtype without fused kernels
+            pass
+    return optimizer_class(params, foreach=True, **kwargs)
+
+
+def is_fused(optimizer):
+    return bool(optimizer.defaults.get("fused"))
+
+
+def use_channels_last(cfg, device):
+    """`channels_last: auto` means on CUDA (cuDNN's fast convolution layout), not on the CPU."""
+    if cfg.channels_last == "auto":
+        return device.type == "cuda"
+    return bool(cfg.channels_last)
+
+
+def autocast(cfg, device):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=bool(cfg.amp) and device.type == "cuda")
+
+
+def compile_model(model):
+    """torch.compile the parts of DiffusionMTL whose shapes do not change from step to step.
+
+    The pair batching gives the denoiser a different number of pairs (and tasks) every
+    step, so the whole forward would recompile; the backbone, the fusion conv and the
+    preliminary decoders see the fixed batch, and the shared denoiser blocks are compiled
+    with a dynamic pair dimension. `nn.Module.compile` keeps the state-dict keys.
+    """
+    model.backbone.compile()
+    model.fuse_conv.compile()
+    for decoder in model.prelim_decoders.values():
+        decoder.compile()
+    for block in model.denoiser.blocks:
+        block.compile(dynamic=True)
+    return model
+
+
+class TrainStep:
+    """`step(batch, task_mask, iteration) -> (loss, per_task, grad_norm)`, all device tensors.
+
+    `batch` is on the device; `task_mask` is the loader's CPU copy (the model derives the
+    pair indices from it without a device synchronisation).
+    """
+
+    def __init__(self, cfg, model, criterion, optimizer, device):
+        self.cfg, self.model, self.criterion, self.optimizer, self.device = cfg, model, criterion, optimizer, device
+        self.memory_format = torch.channels_last if use_channels_last(cfg, device) else torch.contiguous_format
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.fused = is_fused(optimizer)
+        self.skip = torch.zeros((), device=device)  # 1.0: this step is not finite (found_inf)
+        self.first_bad_iteration = torch.full((), -1, dtype=torch.int64, device=device)
+        self.bad_loss = torch.zeros((), device=device)
+        self.bad_grad_norm = torch.zeros((), device=device)
+        if self.fused:
+            optimizer.found_inf = self.skip
+
+    def __call__(self, batch, task_mask, iteration):
+        images = batch["image"].contiguous(memory_format=self.memory_format)
+        with autocast(self.cfg, self.device):
+            outputs = self.model(images, task_mask)
+            loss, per_task = self.criterion(outputs, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip_param.max_norm,
+                                                   self.cfg.grad_clip_param.norm_type, foreach=True)
+        loss = loss.detach()
+        bad = ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
+        self._record(bad, iteration, loss, grad_norm)
+        if self.fused:
+            self.skip.copy_(bad)  # the fused kernel skips the whole update when set
+            self.optimizer.step()
+        elif not bool(bad):  # host synchronisation: optimizers without found_inf support
+            self.optimizer.step()
+        return loss, per_task, grad_norm
+
+    def _record(self, bad, iteration, loss, grad_norm):
+        first = (self.first_bad_iteration < 0) & bad
+        self.first_bad_iteration.copy_(torch.where(first, iteration, self.first_bad_iteration))
+        self.bad_loss.copy_(torch.where(first, loss.float(), self.bad_loss))
+        self.bad_grad_norm.copy_(torch.where(first, grad_norm.float(), self.bad_grad_norm))
+
+    def diverged(self):
+        """The first iteration (1-based) whose loss or gradient was not finite, or None (syncs)."""
+        first = int(self.first_bad_iteration)
+        return None if first < 0 else first
+
+    def raise_if_diverged(self, last_checkpoint, any_rank=lambda flag: flag):
+        """Stop the run, keeping the last good checkpoint, once a step was not finite.
+
+        `any_rank` turns the local flag into "any process diverged" in a distributed run.
+        """
+        first = self.diverged()
+        if any_rank(first is not None):
+            where = (f"loss {self.bad_loss.item()}, gradient norm {self.bad_grad_norm.item()} at iteration {first}"
+                     if first is not None else "on another process")
+            raise TrainingDiverged(f"training diverged ({where}; that update was skipped); stopping. The last good "
+                                   f"checkpoint is {last_checkpoint or '(none yet)'}; lower optimizer_kwargs.lr "
+                                   "or check the data")
