@@ -296,7 +296,7 @@ def derive(cfg, source):
 # data lives); any other difference means a different experiment in the same folder.
 RESUMABLE_KEYS = ("max_iter", "epochs", "val_interval", "eval_at_start", "log_interval", "ckpt_interval",
                   "nworkers", "num_threads", "valBatch", "db_root", "output_dir", "eval_kwargs", "tb_images",
-                  "channels_last", "compile")
+                  "channels_last", "compile", "label_cache")
 DERIVED_KEYS = ("TASKS", "train_db_dir", "val_db_dir", "run_dir", "edge_maxdist")
 
 
