@@ -1,8 +1,10 @@
 """Boundary evaluation: our matcher against pyEdgeEval's BSDS correspondence, side by side.
 
     python -m benchmarks.boundary --size 512 --thresholds 99 --images N [--reference-images M]
+        [--width W] [--max-dist D]
 
-Images are real photos bundled with scikit-image (no download), resized to size x size:
+Images are real photos bundled with scikit-image (no download), resized to size x size
+(size x W with --width; PASCAL-Context images are typically 375 x 500):
 ground truth = thinned Canny edges, prediction = a soft boundary map (Sobel magnitude of
 the noisy, blurred photo, scaled to [0, 1]; thick where edges are strong). Image i uses
 photo i mod 20 with its own noise, flip and crop, so any N works.
@@ -10,7 +12,7 @@ photo i mod 20 with its own noise, flip and crop, so any N works.
 For each image, `evaluation.boundary.evaluate_image` (ours: our thinning and matcher)
 and `reference_counts` (the previous pipeline: skimage thinning and pyEdgeEval's
 `correspond_pixels`, reseeded before every call) give the counts at every threshold.
-Printed: seconds per image of each (medians), their ratio, the largest difference of
+Printed (one JSON line): CPU seconds per image of each (medians), their ratio, the largest difference of
 matched counts (absolute and as a fraction of that count), ODS-F of each over the images,
 and the core-hours a full PASCAL-Context val evaluation (5,105 images) would take at
 that rate. --reference-images M < N runs pyEdgeEval on the first M images only (it is
@@ -49,8 +51,8 @@ def photo(name):
     return (image - image.min()) / max(image.max() - image.min(), 1e-12)
 
 
-def boundary_pair(index, size):
-    """(probability (size, size) float32, ground truth bool) for benchmark image `index`."""
+def boundary_pair(index, size, width=None):
+    """(probability (size, width or size) float32, ground truth bool) for image `index`."""
     rng = np.random.default_rng(index)
     image = photo(PHOTOS[index % len(PHOTOS)])
     if index >= len(PHOTOS):  # further images: a random crop of 70-100 % and a flip
@@ -61,7 +63,7 @@ def boundary_pair(index, size):
         image = image[top:top + int(crop * height), left:left + int(crop * width)]
         if rng.random() < 0.5:
             image = image[:, ::-1]
-    image = transform.resize(image, (size, size), anti_aliasing=True)
+    image = transform.resize(image, (size, width or size), anti_aliasing=True)
     boundary = skimage_thin(feature.canny(image, sigma=2.0))
     noisy = ndimage.gaussian_filter(image + rng.normal(0.0, 0.03, image.shape), 1.0)
     strength = filters.sobel(noisy)
@@ -110,12 +112,15 @@ def reference_counts(probability, boundary, thresholds, max_dist):
 
 
 def timed(fn, *args):
-    start = time.perf_counter()
+    """fn(*args) and the CPU seconds it took (this process; the work is single-threaded,
+    and CPU time is what core-hours count and what other jobs on a shared machine
+    disturb least)."""
+    start = time.process_time()
     result = fn(*args)
-    return result, time.perf_counter() - start
+    return result, time.process_time() - start
 
 
-def run(size, num_thresholds, num_images, reference_images, max_dist):
+def run(size, num_thresholds, num_images, reference_images, max_dist, width=None):
     thresholds = bsds_thresholds(num_thresholds)
     ours_total = torch.zeros(4, num_thresholds, dtype=torch.int64)
     reference_total = torch.zeros(4, num_thresholds, dtype=torch.int64)
@@ -123,7 +128,7 @@ def run(size, num_thresholds, num_images, reference_images, max_dist):
     ours_seconds, reference_seconds = [], []
     largest, largest_fraction = 0, 0.0
     for index in range(num_images):
-        probability, boundary = boundary_pair(index, size)
+        probability, boundary = boundary_pair(index, size, width)
         ours, seconds = timed(evaluate_image, probability, boundary, thresholds, max_dist)
         ours_seconds.append(seconds)
         ours_total += torch.from_numpy(ours)
@@ -138,7 +143,7 @@ def run(size, num_thresholds, num_images, reference_images, max_dist):
                                    float((difference / np.maximum(ours[[CNT_R, CNT_P]], 1)).max()))
     ours_median = statistics.median(ours_seconds)
     line = {
-        "size": size, "thresholds": num_thresholds, "images": num_images,
+        "size": [size, width or size], "thresholds": num_thresholds, "images": num_images,
         "reference_images": reference_images, "max_dist": max_dist,
         "ours_s_per_image": round(ours_median, 4),
         "ours_odsF": round(ods_f(ours_total), 4),
@@ -162,7 +167,8 @@ def run(size, num_thresholds, num_images, reference_images, max_dist):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--size", type=int, default=512, help="image height (and width)")
+    parser.add_argument("--width", type=int, default=None, help="image width (default: --size)")
     parser.add_argument("--thresholds", type=int, default=99)
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--reference-images", type=int, default=None,
@@ -170,14 +176,14 @@ def main(argv=None):
     parser.add_argument("--max-dist", type=float, default=0.0075, help="0.0075 PASCAL, 0.011 NYUD")
     args = parser.parse_args(argv)
     reference_images = args.images if args.reference_images is None else args.reference_images
-    if args.size < 16 or args.thresholds < 1 or args.images < 1 or not 0 <= reference_images <= args.images:
-        print("error: need --size >= 16, --thresholds >= 1, --images >= 1, "
+    if args.size < 16 or (args.width is not None and args.width < 16) or args.thresholds < 1 or args.images < 1 or not 0 <= reference_images <= args.images:
+        print("error: need --size (and --width) >= 16, --thresholds >= 1, --images >= 1, "
               "0 <= --reference-images <= --images", file=sys.stderr)
         return 2
     if not math.isfinite(args.max_dist) or args.max_dist <= 0:
         print("error: --max-dist must be > 0", file=sys.stderr)
         return 2
-    print(json.dumps(run(args.size, args.thresholds, args.images, reference_images, args.max_dist)))
+    print(json.dumps(run(args.size, args.thresholds, args.images, reference_images, args.max_dist, args.width)))
     return 0
 
 

@@ -12,28 +12,36 @@ P = cntP / sumP), in percent.
 Ground truth 255 (ignore) inside the image counts as non-boundary and predictions
 there are zeroed before thresholding, so they are neither matched nor false positives.
 
-The matching. The BSDS correspondence (pyEdgeEval's `correspond_pixels`) solves a
-min-cost assignment in which a pair of pixels at most r = maxDist x diagonal apart
-(inclusive) costs their distance and an unmatched pixel costs 100 r, i.e. 100 times any
-pair. Trading matched pairs for cheaper ones never pays, so the number of pairs it
-returns is the size of a maximum bipartite matching between predicted and
-ground-truth pixels joined when within r; the counts need nothing else. (Its sparse,
-randomly drawn outlier links can leave it a few pairs short of that maximum: about
-0.02% of matched pixels on our parity images, where our count is never below its.)
+The matching. The BSDS correspondence (pyEdgeEval's `correspond_pixels`) is a
+min-cost assignment: a pair of pixels at most r = maxDist x diagonal apart (inclusive:
+d^2 <= r^2) costs 100 x their distance (rounded), leaving a pixel unmatched costs
+ceil(100 x 100 r), i.e. 100 times the dearest pair. One more pair saves that much, and
+to make room it can only raise the cost of the other pairs along an augmenting path,
+by less than 100 r per pair, so a cheaper assignment with fewer pairs needs an
+augmenting path of about 100 pairs, each near the tolerance: in practice the number of
+pairs is the size of a maximum bipartite matching between predicted and ground-truth
+pixels joined when within r (tests/evaluation/test_boundary_parity.py checks it against
+that assignment solved exactly on real photos), and the counts need nothing else.
+pyEdgeEval links each pixel to only 6 randomly drawn outlier nodes, which can leave it a
+few pairs short of the optimum (0.02 - 0.06% of matched pixels on our parity images,
+varying with its seed); our count is never below its.
+
 We compute that maximum exactly and deterministically: pairs come from the disc's
-fixed pixel offsets on the grid, a greedy pass matches pixels along offsets in order
-of distance, and a max flow (scipy's Dinic) on the residual graph, restricted to the
-nodes an augmenting path can use, adds the missing pairs. No random state, so counts
-are identical for any worker count.
+fixed pixel offsets on the grid; the matching of the previous threshold (restricted to
+the pixels still predicted) is extended greedily along offsets in order of distance,
+then a max flow (scipy's Dinic) on the residual graph adds the missing pairs. The
+count does not depend on the starting matching, and nothing is random, so counts are
+identical for any worker count.
 
 Thinning reimplements skimage's `thin` (the same two Guo-Hall subiterations and
-lookup tables, with the same result, tested) but re-examines only the pixels next
-to a deletion, since thinning dominates once matching is fast.
+lookup tables, the same result, tested) but re-examines only the pixels next to a
+deletion.
 
-A 512x512 image costs well under a second at 99 thresholds (benchmarks/boundary.py);
-images are still evaluated in a pool of worker processes (started with forkserver, so
-it is safe inside a torchrun / CUDA process) that is created once and reused; `update`
-only submits work, and the counts are collected when the state is read.
+A 512x512 image costs a second or two of CPU at 99 thresholds (benchmarks/boundary.py,
+README "Evaluation cost"); images are evaluated in a pool of worker processes (started
+with forkserver, so it is safe inside a torchrun / CUDA process) that is created once
+and reused; `update` only submits work, and the counts are collected when the state is
+read.
 """
 import math
 import multiprocessing
@@ -102,8 +110,8 @@ def thin(mask):
     idle = 0
     subiteration = 0
     while idle < 2:  # two subiterations in a row without deletions: nothing changes any more
-        this, other = subiteration % 2, 1 - subiteration % 2
-        pixels = np.flatnonzero(changed[this] & (image == 1))
+        this = subiteration % 2
+        pixels = np.flatnonzero(changed[this] & image.view(bool))
         changed[this][:] = False
         code = np.zeros(len(pixels), dtype=np.uint8)
         for step, weight in zip(steps, weights):
@@ -146,13 +154,14 @@ def _neighbour_table(rows_mask, cols_mask, dy, dx, reach):
     return index[((rows_y + reach) * stride + rows_x + reach).astype(np.int32)[:, None] + steps]
 
 
-def _greedy(neighbours, num_cols):
-    """Match rows to columns along the offsets in order (nearest first); each offset maps
-    rows to distinct columns, so a whole offset is matched at once."""
-    row_mate = np.full(len(neighbours), -1, dtype=np.int64)
-    col_mate = np.full(num_cols, -1, dtype=np.int64)
-    free = np.arange(len(neighbours))
+def _greedy(neighbours, row_mate, col_mate):
+    """Extend a matching (in place): free rows take free columns along the offsets in
+    order (nearest first); each offset maps rows to distinct columns, so a whole offset
+    is matched at once."""
+    free = np.flatnonzero(row_mate < 0)
     for k in range(neighbours.shape[1]):
+        if len(free) == 0:
+            break
         col = neighbours[free, k]
         hit = col >= 0
         hit[hit] = col_mate[col[hit]] < 0
@@ -160,51 +169,104 @@ def _greedy(neighbours, num_cols):
         row_mate[rows] = col
         col_mate[col] = rows
         free = free[~hit]
-        if len(free) == 0:
-            break
-    return row_mate, col_mate
 
 
-def _augment(neighbours, row_mate, col_mate):
-    """How many pairs a maximum matching adds to (row_mate, col_mate): the max flow of
-    the residual graph (source -> free rows, rows -> columns by unmatched pairs,
-    columns -> rows by matched pairs, free columns -> sink), all capacities 1."""
+def _augment(neighbours, row_mate, col_mate, raster):
+    """Turn a matching into a maximum one (in place): a max flow (Dinic) on its residual
+    graph (source -> free rows, rows -> columns by unmatched pairs, columns -> rows by
+    matched pairs, free columns -> sink; capacities 1) is a set of augmenting paths.
+    `raster` orders the offsets by raster position, which sorts each row's columns."""
     num_rows, num_cols = len(row_mate), len(col_mate)
     free_rows = np.flatnonzero(row_mate < 0)
     if len(free_rows) == 0 or not (col_mate < 0).any():
-        return 0
-    # Nodes: rows, columns, source, sink; built directly as CSR (adjacency in node order).
+        return
+    # Nodes: rows, columns, source, sink; built directly as sorted CSR (adjacency in node order).
     source, sink = num_rows + num_cols, num_rows + num_cols + 1
+    neighbours = neighbours[:, raster]
     valid = neighbours >= 0
     cols = neighbours[valid].astype(np.int64)  # row-major: grouped by row
     rows = np.repeat(np.arange(num_rows), valid.sum(axis=1))
     unmatched = row_mate[rows] != cols
-    row_targets = num_rows + cols[unmatched]
     col_targets = np.where(col_mate >= 0, col_mate, sink)
     degree = np.concatenate([np.bincount(rows[unmatched], minlength=num_rows),
                              np.ones(num_cols, dtype=np.int64), [len(free_rows), 0]])
     indptr = np.concatenate([[0], np.cumsum(degree)])
-    indices = np.concatenate([row_targets, col_targets, free_rows])
+    indices = np.concatenate([num_rows + cols[unmatched], col_targets, free_rows])
     size = num_rows + num_cols + 2
     graph = scipy.sparse.csr_matrix((np.ones(len(indices), dtype=np.int32), indices.astype(np.int32),
                                      indptr.astype(np.int32)), shape=(size, size))
-    return int(maximum_flow(graph, source, sink, method="dinic").flow_value)
+    graph.has_sorted_indices = True
+    result = maximum_flow(graph, source, sink, method="dinic")
+    if result.flow_value == 0:
+        return
+    flow = result.flow.tocoo()
+    used = flow.data > 0
+    tail, head = flow.row[used].astype(np.int64), flow.col[used].astype(np.int64)
+    dropped = (tail >= num_rows) & (tail < num_rows + num_cols) & (head < num_rows)  # column -> row
+    added = (tail < num_rows) & (head >= num_rows) & (head < num_rows + num_cols)  # row -> column
+    row_mate[head[dropped]] = -1
+    col_mate[tail[dropped] - num_rows] = -1
+    row_mate[tail[added]] = head[added] - num_rows
+    col_mate[head[added] - num_rows] = tail[added]
+
+
+class BoundaryMatcher:
+    """Maximum matchings of one image's ground-truth boundary against predictions.
+
+    `count(predicted)` returns the number of pairs of a maximum one-to-one matching of
+    predicted and ground-truth pixels within max_dist x the image diagonal (inclusive):
+    the pairs BSDS's correspondence returns (module docstring). Consecutive calls (the
+    thresholds of one image) start from the previous matching, restricted to the pixels
+    still predicted: it stays a valid matching and is usually close to a maximum one,
+    so the greedy pass and the flow have little left to do. The count never depends on
+    the starting matching.
+    """
+
+    def __init__(self, boundary, max_dist):
+        height, width = boundary.shape
+        self.boundary = boundary
+        self.num_boundary = int(boundary.sum())
+        self.offsets = disc_offsets(max_dist * math.sqrt(height * height + width * width))
+        dy, dx, _ = self.offsets
+        self.raster = np.lexsort((dx, dy))  # the offsets in raster order
+        self.pairs = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))  # (predicted, gt) flat pixel
+
+    def count(self, predicted):
+        if self.num_boundary == 0 or not predicted.any():
+            self.pairs = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+            return 0
+        # rows: the side with fewer pixels (smaller table); the disc is symmetric
+        flip = int(predicted.sum()) > self.num_boundary
+        rows_mask, cols_mask = (self.boundary, predicted) if flip else (predicted, self.boundary)
+        neighbours = _neighbour_table(rows_mask, cols_mask, *self.offsets)
+        reachable = np.flatnonzero((neighbours >= 0).any(axis=1))  # rows with a pixel in reach
+        neighbours = neighbours[reachable]
+        rows_flat = np.flatnonzero(rows_mask)[reachable]
+        cols_flat = np.flatnonzero(cols_mask)
+        row_mate = np.full(len(rows_flat), -1, dtype=np.int64)
+        col_mate = np.full(len(cols_flat), -1, dtype=np.int64)
+        # start from the previous matching, where both pixels are still here
+        row_of = np.full(rows_mask.size, -1, dtype=np.int64)
+        row_of[rows_flat] = np.arange(len(rows_flat))
+        col_of = np.full(cols_mask.size, -1, dtype=np.int64)
+        col_of[cols_flat] = np.arange(len(cols_flat))
+        previous_rows, previous_cols = self.pairs[::-1] if flip else self.pairs
+        row, col = row_of[previous_rows], col_of[previous_cols]
+        kept = (row >= 0) & (col >= 0)
+        row_mate[row[kept]] = col[kept]
+        col_mate[col[kept]] = row[kept]
+        _greedy(neighbours, row_mate, col_mate)
+        _augment(neighbours, row_mate, col_mate, self.raster)
+        matched = np.flatnonzero(row_mate >= 0)
+        pairs = (rows_flat[matched], cols_flat[row_mate[matched]])
+        self.pairs = pairs[::-1] if flip else pairs
+        return len(matched)
 
 
 def match_count(predicted, boundary, max_dist):
-    """Pixels in a maximum one-to-one matching of predicted and ground-truth boundary
-    pixels (bool (H, W) maps) within max_dist x the image diagonal (inclusive): the
-    number of pairs BSDS's correspondence returns (module docstring)."""
-    height, width = predicted.shape
-    dy, dx, reach = disc_offsets(max_dist * math.sqrt(height * height + width * width))
-    # rows: the side with fewer pixels (smaller table); the disc is symmetric
-    rows_mask, cols_mask = (predicted, boundary) if predicted.sum() <= boundary.sum() else (boundary, predicted)
-    neighbours = _neighbour_table(rows_mask, cols_mask, dy, dx, reach)
-    neighbours = neighbours[(neighbours >= 0).any(axis=1)]  # rows with no pixel in reach
-    if len(neighbours) == 0:
-        return 0
-    row_mate, col_mate = _greedy(neighbours, int(cols_mask.sum()))
-    return int((row_mate >= 0).sum()) + _augment(neighbours, row_mate, col_mate)
+    """Pairs in a maximum matching of predicted and ground-truth boundary pixels (bool
+    (H, W) maps) within max_dist x the image diagonal (inclusive); see BoundaryMatcher."""
+    return BoundaryMatcher(boundary, max_dist).count(predicted)
 
 
 def evaluate_image(probability, boundary, thresholds, max_dist):
@@ -215,6 +277,7 @@ def evaluate_image(probability, boundary, thresholds, max_dist):
     counts = np.zeros((4, len(thresholds)), dtype=np.int64)
     num_boundary = int(boundary.sum())
     counts[SUM_R] = num_boundary
+    matcher = BoundaryMatcher(boundary, max_dist)
     previous_above = -1
     for k, threshold in enumerate(thresholds):
         above = probability >= threshold
@@ -226,7 +289,7 @@ def evaluate_image(probability, boundary, thresholds, max_dist):
         predicted = thin(above)
         counts[SUM_P, k] = int(predicted.sum())
         if num_boundary > 0 and counts[SUM_P, k] > 0:
-            counts[CNT_P, k] = counts[CNT_R, k] = match_count(predicted, boundary, max_dist)
+            counts[CNT_P, k] = counts[CNT_R, k] = matcher.count(predicted)
     return counts
 
 
