@@ -53,7 +53,8 @@ def _ms(seconds):
 def loader_samples_per_second(cfg, workers, n, warmup_batches=None):
     """Samples/s of a DataLoader over `build_dataset(cfg, "train")` (batch `cfg.trBatch`,
     `workers` persistent workers) over `n` samples, after one warm-up batch per worker.
-    The dataset folder `cfg.train_db_dir` must exist (e.g. from `data.synthetic`)."""
+    The dataset folder `cfg.train_db_dir` must exist (e.g. from `data.synthetic`). Where the
+    dataset keeps a label cache, the first pass over the samples fills it (first-epoch speed)."""
     dataset = build_dataset(cfg, "train")
     batch = cfg.trBatch
     warmup = max(1, workers) if warmup_batches is None else warmup_batches
