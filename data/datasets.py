@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from data.cityscapes import Cityscapes, CityscapesTrainTransform
@@ -16,6 +17,9 @@ DATASETS = {"PASCALContext": PascalContext, "NYUD": NYUD, "NYUD_MTAN": NYUDMTAN,
 
 # Loader arguments that come from the config, per dataset.
 LOADER_KWARGS = {
+    # Labels decoded from .mat files are kept as PNGs: .mat parsing and thinning happen once.
+    "PASCALContext": lambda cfg: {"cache_dir": os.path.join(cfg.output_dir, "label_cache") if cfg.label_cache
+                                  else None},
     "Cityscapes": lambda cfg: {"num_classes": cfg.semseg_classes or DATASET_TASKS["Cityscapes"]["semseg"]},
 }
 
@@ -43,10 +47,15 @@ class PartiallyLabelled(Dataset):
         self.tasks = list(tasks)
         self.ids = loader.ids
         self.augment_seed = augment_seed
-        self.epoch = 0
+        # In shared memory, so that set_epoch in the main process reaches persistent workers.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self):
+        return int(self._epoch)
 
     def set_epoch(self, epoch):
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def __len__(self):
         return len(self.loader)

@@ -31,7 +31,8 @@ def db_root(tmp_path_factory):
 
 
 def config(db_root, *opts):
-    return load_config(str(REPO / "configs" / "demo.yml"), opts=[f"db_root={db_root}", *SIZES, *opts])
+    return load_config(str(REPO / "configs" / "demo.yml"),
+                       opts=[f"db_root={db_root}", f"output_dir={db_root}/out", *SIZES, *opts])
 
 
 def test_onelabel_train_samples_ignore_their_unlabelled_tasks(db_root):
@@ -132,3 +133,28 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(db_root):
     before = dataset[5]["image"]
     dataset.set_epoch(1)
     assert not torch.equal(before, dataset[5]["image"])
+
+
+def test_set_epoch_reaches_persistent_workers(db_root):
+    # main.py keeps its training workers alive across epochs; the epoch that seeds the
+    # augmentations must still reach them (it lives in shared memory)
+    dataset = build_dataset(config(db_root), "train")
+    loader = DataLoader(dataset, batch_size=2, num_workers=1, persistent_workers=True,
+                        multiprocessing_context="fork")
+    epoch0 = next(iter(loader))["image"]
+    dataset.set_epoch(1)
+    epoch1 = next(iter(loader))["image"]
+    assert not torch.equal(epoch0, epoch1)
+    assert torch.equal(epoch1[0], dataset[0]["image"])  # what the main process computes for epoch 1
+    dataset.set_epoch(0)
+    assert torch.equal(next(iter(loader))["image"], epoch0)
+
+
+def test_pascal_labels_are_cached_under_output_dir(db_root, tmp_path):
+    dataset = build_dataset(config(db_root, f"output_dir={tmp_path}", "ssl_type=full"), "train")
+    dataset[0]
+    cached = list((tmp_path / "label_cache").rglob("*.png"))
+    assert cached  # the edge / human_parts maps decoded from the .mat files
+    off = build_dataset(config(db_root, f"output_dir={tmp_path}/off", "ssl_type=full", "label_cache=false"), "train")
+    assert torch.equal(off[0]["edge"], dataset[0]["edge"])
+    assert not (tmp_path / "off" / "label_cache").exists()
