@@ -36,11 +36,8 @@ from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from utils.config import config_changes, load_config, stored_config
 from utils.errors import CheckpointError, ConfigError, DataError, DiffusionMTLError
 from utils.logger import setup_logger
+from utils.train_step import TrainStep, autocast, build_optimizer, compile_model, use_channels_last
 from utils.visualization import colorize, dataset_style, write_prediction
-
-
-class TrainingDiverged(DiffusionMTLError):
-    """The loss became NaN or infinite."""
 
 
 class Interrupted(Exception):
@@ -130,16 +127,6 @@ def _as_python_state(state):
     return version, tuple(internal), gauss
 
 
-def build_optimizer(cfg, model):
-    kwargs = cfg.optimizer_kwargs
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=kwargs.lr, weight_decay=kwargs.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=kwargs.lr, weight_decay=kwargs.weight_decay)
-    return torch.optim.SGD(params, lr=kwargs.lr, momentum=kwargs.momentum, weight_decay=kwargs.weight_decay)
-
-
 def build_scheduler(cfg, optimizer, total_iters):
     """Poly decay stepped once per iteration: lr = lr0 * (1 - it / total) ** power."""
     if cfg.scheduler == "constant":
@@ -153,6 +140,17 @@ def _worker_init(_):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle (it saves first)
 
 
+def make_train_loader(cfg, dataset, sampler, device):
+    """The training DataLoader: persistent workers (no restart cost per epoch), pinned
+    memory on GPU so batches copy asynchronously, and its own generator: starting an epoch
+    (or a resumed one) must not draw from the global RNG that the diffusion noise uses."""
+    workers = cfg.nworkers
+    return DataLoader(dataset, batch_size=cfg.trBatch, sampler=sampler, num_workers=workers,
+                      pin_memory=device.type == "cuda", drop_last=True, worker_init_fn=_worker_init,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                      generator=torch.Generator())
+
+
 def make_val_loader(cfg, dataset):
     sampler = dist_utils.ShardSampler(len(dataset))
     return DataLoader(dataset, batch_size=cfg.valBatch, sampler=sampler, num_workers=cfg.nworkers,
@@ -162,11 +160,6 @@ def make_val_loader(cfg, dataset):
 
 def to_device(batch, device):
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
-def autocast(cfg, device):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                          enabled=bool(cfg.amp) and device.type == "cuda")
 
 
 def unwrap(model):
@@ -185,11 +178,12 @@ def plain(cfg):
 def evaluate(cfg, model, loader, evaluator, device, prediction_dir=None, tb_images=None):
     model.eval()
     evaluator.reset()
+    memory_format = torch.channels_last if use_channels_last(cfg, device) else torch.contiguous_format
     bar = tqdm(loader, desc="eval", disable=not show_progress(), leave=False, dynamic_ncols=True)
     for batch in bar:
         batch = to_device(batch, device)
         with autocast(cfg, device):
-            outputs = model(batch["image"])
+            outputs = model(batch["image"].contiguous(memory_format=memory_format))
         final = {task: out.float() for task, out in outputs["final"].items()}
         evaluator.update(final, batch)
         if prediction_dir is not None:
@@ -239,16 +233,13 @@ def train(cfg, args, device, logger):
     val_set = build_dataset(cfg, "val")
     check_files(train_set, val_set)
     sampler = dist_utils.ResumableDistributedSampler(len(train_set), cfg.trBatch, cfg.seed)
-    train_loader = DataLoader(train_set, batch_size=cfg.trBatch, sampler=sampler, num_workers=cfg.nworkers,
-                              pin_memory=device.type == "cuda", drop_last=True, worker_init_fn=_worker_init,
-                              # Its own generator: starting an epoch (or a resumed one) must not
-                              # draw from the global RNG that the diffusion noise uses.
-                              generator=torch.Generator())
+    train_loader = make_train_loader(cfg, train_set, sampler, device)
     val_loader = make_val_loader(cfg, val_set)
     iters_per_epoch = sampler.batches_per_epoch
     total_iters = cfg.max_iter or cfg.epochs * iters_per_epoch
 
-    model = build_model(cfg).to(device)
+    memory_format = torch.channels_last if use_channels_last(cfg, device) else torch.contiguous_format
+    model = build_model(cfg).to(device=device, memory_format=memory_format)
     if args.trained_model:
         load_model_state(model, load_checkpoint(args.trained_model)["model"], source=args.trained_model)
     optimizer = build_optimizer(cfg, model)
@@ -275,9 +266,13 @@ def train(cfg, args, device, logger):
     if world_size > 1:
         if device.type == "cuda" and cfg.sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        # Partial labels leave some task layers unused in a step: DDP must allow that.
+        # Partial labels leave the layers of tasks no sample of a batch labels unused: DDP must
+        # then look for them; with full labels every parameter is used in every step.
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                        find_unused_parameters=True)
+                                        find_unused_parameters=cfg.ssl_type != "full")
+    if cfg.compile:
+        compile_model(unwrap(model))
+    train_step = TrainStep(cfg, model, criterion, optimizer, device)
 
     writer = None
     if dist_utils.is_main_process():
@@ -289,8 +284,13 @@ def train(cfg, args, device, logger):
 
     saved_at = start_iter
 
+    def check_finite():
+        """Stop (keeping the last good checkpoint) if any process had a non-finite step."""
+        train_step.raise_if_diverged(last_path if os.path.isfile(last_path) else None, dist_utils.broadcast_flag)
+
     def checkpoint(path, iteration):
         nonlocal saved_at
+        check_finite()
         rng_states = dist_utils.all_gather_objects(capture_rng())
         if dist_utils.is_main_process():
             save_checkpoint(path, {
@@ -320,26 +320,17 @@ def train(cfg, args, device, logger):
                     train_set.set_epoch(epoch)
                 model.train()
                 for batch in train_loader:
-                    batch = to_device(batch, device)
-                    with autocast(cfg, device):
-                        outputs = model(batch["image"], batch["task_mask"])
-                        loss, per_task = criterion(outputs, batch)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_param.max_norm,
-                                                               cfg.grad_clip_param.norm_type)
-                    # Checked before the step, so the weights (and last.pth) stay finite.
-                    if dist_utils.broadcast_flag(not (torch.isfinite(loss) and torch.isfinite(grad_norm)).item()):
-                        raise TrainingDiverged(
-                            f"loss is {loss.item()} (gradient norm {grad_norm.item()}) at iteration "
-                            f"{iteration + 1}; stopping. The last good checkpoint is "
-                            f"{last_path if os.path.isfile(last_path) else '(none yet)'}; lower "
-                            "optimizer_kwargs.lr or check the data")
-                    optimizer.step()
+                    # No host synchronisation in the step: a non-finite update is skipped on the
+                    # device and reported here at the log interval (and before any checkpoint).
+                    loss, per_task, grad_norm = train_step(to_device(batch, device), batch["task_mask"],
+                                                           iteration + 1)
                     scheduler.step()
                     iteration += 1
                     bar.update(1)
 
+                    finished = iteration >= total_iters
+                    if iteration % cfg.log_interval == 0 or iteration % cfg.val_interval == 0 or finished:
+                        check_finite()
                     if writer is not None and iteration % cfg.log_interval == 0:
                         lr = optimizer.param_groups[0]["lr"]
                         writer.add_scalar("train/loss", loss.item(), iteration)
@@ -355,7 +346,6 @@ def train(cfg, args, device, logger):
                                     f"loss {loss.item():8.4f} lr {lr:.2e} ({rate:5.2f} it/s) | {columns}")
                         bar.set_postfix(loss=f"{loss.item():.3f}")
 
-                    finished = iteration >= total_iters
                     if iteration % cfg.val_interval == 0 or finished:
                         tb_images = [] if writer is not None else None
                         metrics = evaluate(cfg, model, val_loader, evaluator, device, tb_images=tb_images)
@@ -500,7 +490,8 @@ def _write_json(path, payload):
 def infer(cfg, args, device, logger):
     if not args.trained_model:
         raise CheckpointError("run_mode=infer needs --trained_model CKPT")
-    model = build_model(cfg).to(device)
+    memory_format = torch.channels_last if use_channels_last(cfg, device) else torch.contiguous_format
+    model = build_model(cfg).to(device=device, memory_format=memory_format)
     ckpt = load_checkpoint(args.trained_model)
     load_model_state(model, ckpt["model"], source=args.trained_model)
     iteration = ckpt.get("iteration")

@@ -147,7 +147,7 @@ def test_diverging_loss_stops_with_a_message(db_root, tmp_path):
                    "optimizer=sgd", "optimizer_kwargs.lr=1e12", "grad_clip_param.max_norm=1e30",
                    "ckpt_interval=1"]
     proc = run_main(["--config_exp", "configs/demo.yml"], opts, expect=2)
-    assert "loss is" in proc.stderr and "last good checkpoint" in proc.stderr
+    assert "training diverged (loss" in proc.stderr and "last good checkpoint" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert all(torch.isfinite(v.float()).all() for v in weights(tmp_path / "demo" / "last.pth").values())
 

@@ -29,9 +29,16 @@ def build_optimizer(cfg, model, fused=True):
     optimizer_class = OPTIMIZERS[cfg.optimizer]
     if fused:
         try:
-            return optimizer_class(params, fused=True, **kwargs)
+            optimizer = optimizer_class(params, fused=True, **kwargs)
         except (RuntimeError, ValueError):  # a device or dtype without fused kernels
-            pass
+            return optimizer_class(params, foreach=True, **kwargs)
+        if cfg.optimizer == "sgd" and kwargs["momentum"]:
+            # Fused SGD wants every momentum buffer or none, but with partial labels a task's
+            # layers get their first gradient in a later step. Zero buffers are equivalent:
+            # the first update of a buffer is then momentum * 0 + gradient = gradient.
+            for param in params:
+                optimizer.state[param]["momentum_buffer"] = torch.zeros_like(param)
+        return optimizer
     return optimizer_class(params, foreach=True, **kwargs)
 
 

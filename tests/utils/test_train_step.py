@@ -143,3 +143,28 @@ def test_compiled_model_gives_the_eager_loss():
             batch = make_batch(seed=iteration)
             losses.append(step(batch, batch["task_mask"], iteration + 1)[0])
     torch.testing.assert_close(losses[:2], losses[2:], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_sgd_momentum_with_layers_that_start_late(fused):
+    # step 1 labels only semseg; step 2 labels sal: its layers get their first gradient then
+    cfg, model, optimizer, step = setup("optimizer=sgd", "optimizer_kwargs.lr=1e-2", fused=fused)
+    reference_model = copy.deepcopy(model)
+    reference = torch.optim.SGD(reference_model.parameters(), lr=1e-2, momentum=0.9, weight_decay=1e-6)
+    criterion = build_loss(cfg)
+    for iteration, column in enumerate((0, 2)):
+        batch = make_batch(seed=iteration)
+        task_mask = torch.zeros(3, 5, dtype=torch.bool)
+        task_mask[:, column] = True
+        batch["task_mask"] = task_mask
+        torch.manual_seed(iteration)
+        step(batch, task_mask, iteration + 1)
+        torch.manual_seed(iteration)
+        loss, _ = criterion(reference_model(batch["image"], task_mask), batch)
+        reference.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(reference_model.parameters(), cfg.grad_clip_param.max_norm)
+        reference.step()
+    assert step.diverged() is None
+    for (name, param), expected in zip(model.named_parameters(), reference_model.parameters()):
+        torch.testing.assert_close(param, expected, atol=1e-5, rtol=1e-4, msg=name)
