@@ -2,13 +2,14 @@
 
     python -m benchmarks.throughput --config_exp CFG --batch B --size S [--device cpu|cuda] [--iters N]
 
-Train step = forward + loss + backward + optimizer step on a one-label batch (sample i
+Train step = main.py's (`utils.train_step.TrainStep`: forward, loss, backward, gradient
+clipping, fused optimizer step, no host synchronisation) on a one-label batch (sample i
 labels task i mod T). Inference runs every task for every sample. "prelim" is the
 backbone + preliminary decoders alone, so the refinement's cost shows as a ratio.
 FLOPs come from torch.utils.flop_counter during the warm-up iterations; the achieved
 rate is compared with a large matmul timed between the measurements of the same run
 (the best of those timings). Model times are medians over --iters iterations.
-bf16 autocast on CUDA, fp32 on CPU. Synthetic inputs; no dataset is read.
+bf16 autocast on CUDA (`--opts amp=false` for fp32), fp32 on CPU. Synthetic inputs; no dataset is read.
 """
 import argparse
 import contextlib
@@ -26,8 +27,7 @@ from losses import build_loss
 from models import build_model
 from utils.config import load_config
 from utils.errors import DiffusionMTLError
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+from utils.train_step import TrainStep, build_optimizer, use_channels_last
 
 
 def synchronize(device):
@@ -89,24 +89,21 @@ def peak_memory_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
 
 
-def run(cfg, batch_size, size, device, iters, warmup, channels_last, matmul_size):
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else contextlib.nullcontext())
+def run(cfg, batch_size, size, device, iters, warmup, matmul_size):
+    amp = device.type == "cuda" and bool(cfg.amp)
+    dtype = torch.bfloat16 if amp else torch.float32
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    channels_last = use_channels_last(cfg, device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = build_model(cfg).to(device=device, memory_format=memory_format)
-    criterion = build_loss(cfg).to(device)
-    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.optimizer_kwargs.lr)
+    step = TrainStep(cfg, model, build_loss(cfg), build_optimizer(cfg, model), device)
     batch = synthetic_batch(cfg, batch_size, size, device)
+    task_mask = batch["task_mask"].cpu()  # as the loader gives it
     images = batch["image"].contiguous(memory_format=memory_format)
     matmul_rates = []
 
     def train_step():
-        with autocast:
-            total, _ = criterion(model(images, batch["task_mask"]), batch)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
+        step(batch, task_mask, 1)
 
     def inference():
         with torch.inference_mode(), autocast:
@@ -133,7 +130,8 @@ def run(cfg, batch_size, size, device, iters, warmup, channels_last, matmul_size
     matmul = max(matmul_rates)  # the best of the timings spread over the run: other load only slows it
 
     line = {"config": cfg.version_name, "backbone": cfg.backbone, "variant": cfg.model_kwargs.variant,
-            "device": str(device), "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
+            "device": str(device), "dtype": str(dtype).removeprefix("torch."), "optimizer_fused": step.fused,
+            "threads": torch.get_num_threads(),
             "batch": batch_size, "size": size, "iters": iters, "channels_last": channels_last,
             "matmul_gflop_per_s": round(matmul / 1e9, 2)}
     for name, values in result.items():
@@ -154,7 +152,8 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations (the first counts FLOPs)")
-    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument("--channels_last", choices=["auto", "true", "false"], default=None,
+                        help="NHWC weights and inputs (default: the config's channels_last, auto = on CUDA)")
     parser.add_argument("--matmul-size", type=int, default=None, help="yardstick matmul size (8192 GPU, 2048 CPU)")
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides key=value")
     args = parser.parse_args(argv)
@@ -163,14 +162,19 @@ def main(argv=None):
         return 2
     try:
         # no dataset is read and the weights do not matter for speed: no backbone download
-        cfg = load_config(args.config, opts=["db_root=.", "backbone_kwargs.pretrained=null", *args.opts])
+        # bf16 autocast on CUDA unless --opts says otherwise
+        opts = ["db_root=.", "backbone_kwargs.pretrained=null", f"amp={str(args.device == 'cuda').lower()}",
+                *args.opts]
+        if args.channels_last is not None:
+            opts.append(f"channels_last={args.channels_last}")
+        cfg = load_config(args.config, opts=opts)
     except DiffusionMTLError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     torch.manual_seed(0)
     matmul_size = args.matmul_size or (8192 if args.device == "cuda" else 2048)
     line = run(cfg, args.batch, args.size, torch.device(args.device), args.iters, max(args.warmup, 1),
-               args.channels_last, matmul_size)
+               matmul_size)
     print(json.dumps(line))
     return 0
 
