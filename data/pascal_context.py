@@ -1,5 +1,5 @@
 """PASCAL-Context with the five multi-task labels, read from the official layout
-(SPEC section 2) and decoded into the raw samples of docs/conventions.md."""
+(README, Datasets) and decoded into the raw samples of docs/conventions.md."""
 import functools
 import hashlib
 import json
@@ -45,7 +45,7 @@ def load_db_info(name):
 def normals_valid_classes():
     """Context class ids whose distilled normals are trusted: the classes NYU also labels
     (the normals teacher was trained on NYU), minus the catch-all 'unknown', plus
-    'tvmonitor' (NYU calls it 'television'). 170 ids, as in SPEC section 2."""
+    'tvmonitor' (NYU calls it 'television'). 170 ids."""
     context = load_db_info("context_classes.json")
     nyu = load_db_info("nyu_classes.json")
     names = ((set(context) & set(nyu)) - {"unknown"}) | {"tvmonitor"}

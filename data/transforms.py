@@ -1,6 +1,6 @@
 """Raw numpy samples -> training / validation tensors (docs/conventions.md).
 
-Training (SPEC section 3): random scale 0.5-2 (depth divided by the scale), random crop
+Training (the public release's): random scale 0.5-2 (depth divided by the scale), random crop
 to `train_size` redrawn (up to 10 windows) while one semseg class covers > 75% of it,
 horizontal flip (normal x negated), photometric jitter, ImageNet normalisation, padding
 bottom/right with 255 (the image with 0 after normalisation, i.e. the mean colour).
@@ -193,7 +193,7 @@ def normalize(image):
 def ignore_partless(parts):
     """A human_parts map with no part pixel (only background and ignore) becomes all-ignore.
 
-    The public release's rule (AddIgnoreRegions, SPEC section 3), applied to the training
+    The public release's rule (AddIgnoreRegions), applied to the training
     crop and to the whole validation image alike: a crop that shows no part says nothing
     about where parts are, and training it as all-background biases the task towards
     background. Modifies `parts` (H, W) in place and returns it.

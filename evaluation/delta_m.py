@@ -1,4 +1,4 @@
-"""Multi-task gain Delta_m (Maninis et al. 2019; SPEC section 4).
+"""Multi-task gain Delta_m (Maninis et al. 2019; README, Metrics).
 
 Delta_m = mean over tasks t of (-1)^{l_t} (M_t - M_ref,t) / M_ref,t * 100, with M_t the
 task's headline metric on the dataset (`utils.tasks.headline_metric`) and l_t = 1 when

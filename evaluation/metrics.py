@@ -1,4 +1,4 @@
-"""Streaming dense-prediction metrics (SPEC section 4) whose states are sums.
+"""Streaming dense-prediction metrics (README, Metrics) whose states are sums.
 
 Every meter keeps its state as a few CPU tensors (int64 counts, float64 sums) whose
 shapes depend only on the configuration, so ranks can all-reduce them with SUM and
@@ -35,7 +35,7 @@ class SegmentationMeter(StreamingMeter):
 
     IoU_c = TP / (TP + FP + FN), and the mean runs over *all* classes: a class that
     appears neither in the ground truth nor in the prediction anywhere in the split
-    counts 0, as the field's evaluation code has it (SPEC section 4; on PASCAL val every
+    counts 0, as the field's evaluation code has it (on PASCAL val every
     class occurs, so this only matters on small or synthetic splits).
     """
 
@@ -67,7 +67,7 @@ class SegmentationMeter(StreamingMeter):
 class SaliencyMeter(StreamingMeter):
     """maxF (%), beta^2 = 0.3, over thresholds on the foreground probability.
 
-    As the field computes it (SPEC section 4): at each threshold t (0.05, 0.10, ..., 0.95)
+    As the field computes it: at each threshold t (0.05, 0.10, ..., 0.95)
     a pixel is predicted foreground when p >= t; true-positive, predicted-positive and
     actual-positive pixel counts are pooled over the whole split, precision and recall
     come from the pooled counts (0 where undefined), and maxF is the best F over the

@@ -1,4 +1,4 @@
-"""The masked multi-task loss for partially labelled batches (SPEC section 3).
+"""The masked multi-task loss for partially labelled batches (the public release's).
 
 For each sample b and each task t it labels:
     w_t * L_t(final) + prelim_weight * w_t * L_t(prelim),
@@ -48,7 +48,7 @@ class MultiTaskLoss(nn.Module):
             return torch.zeros((), requires_grad=True), {}
 
         device = next(iter(labelled.values()))[1].device
-        # (#tasks / #labelled tasks) of every sample, the rescaling of SPEC section 3
+        # (#tasks / #labelled tasks) of every sample, the release's rescaling
         rescale = num_tasks / task_mask.to(device=device).sum(1).clamp_min(1)  # (B,)
         total, per_task = 0.0, {}
         for task, (idx, final, prelim) in labelled.items():

@@ -1,4 +1,4 @@
-"""Per-task losses, reduced per sample (SPEC section 3).
+"""Per-task losses, reduced per sample, as the public release defines them.
 
 Every loss maps a raw model output (B, C, H, W) and its target (conventions.md) to a
 (B,) tensor: the mean of the per-pixel loss over that sample's valid pixels. A sample
@@ -60,7 +60,7 @@ def normals_l1(output, target, ignore_index):
 
     |n_pred - n_gt| summed over the 3 channels and divided by the number of valid
     *pixels* (not pixels x 3), as the public release computes it: its weight 10 was
-    tuned for this scale (SPEC section 3). A pixel is valid when none of its channels
+    tuned for this scale. A pixel is valid when none of its channels
     is `ignore_index`.
     """
     # output (B, 3, H, W) unnormalised vectors, target (B, 3, H, W)

@@ -68,7 +68,7 @@ class CrossAttention(nn.Module):
 class CrossAttentionBlock(nn.Module):
     """Pre-norm block: condition tokens attend to noisy-task tokens; both streams get an MLP.
 
-    In the public release's order (SPEC section 3): the key/value stream is updated first,
+    In the public release's order: the key/value stream is updated first,
         context = context + MLP_kv(LN2_kv(context)),
     and the queries attend to the *updated* context:
         queries = queries + Attn(LN1(queries), LN_kv(context)),

@@ -7,7 +7,7 @@
              x0 = denoiser(x_t, c, t), x_{t-1} = posterior step (models/diffusion)
           -> final prediction (1x1 head for feature diffusion), upsampled to the image size.
 
-The reverse chain is unrolled and trained end to end with the task losses (SPEC section 3).
+The reverse chain is unrolled and trained end to end with the task losses, as in the public release.
 Partial labels: the chain runs only for the pairs `task_mask` selects, all pairs of a step
 in one denoiser call (pairs grouped by task, see models/denoiser.py), and the outputs hold
 only those pairs (`outputs["pairs"]` gives their sample indices), so the preliminary and

@@ -21,7 +21,7 @@ SEMSEG_CLASS_CHOICES = {"Cityscapes": (7, 19)}
 DATASET_DIRNAME = {"PASCALContext": "PASCALContext", "NYUD": "NYUDv2", "NYUD_MTAN": "nyuv2",
                    "Cityscapes": "cityscapes"}
 
-# Boundary matching tolerance as a fraction of the image diagonal (SPEC section 4).
+# Boundary matching tolerance as a fraction of the image diagonal (README, Metrics).
 EDGE_MAXDIST = {"PASCALContext": 0.0075, "NYUD": 0.011, "NYUD_MTAN": 0.011, "Cityscapes": None}  # no edge task
 
 # The headline metric of each task and whether lower is better (for Delta_m).
