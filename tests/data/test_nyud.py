@@ -1,4 +1,4 @@
-"""NYUD (multi-task layout) and NYUDMTAN (MTAN .npy layout) decode SPEC section 2."""
+"""NYUD (multi-task layout) and NYUDMTAN (MTAN .npy layout) decode the layouts the README describes."""
 import os
 import shutil
 

@@ -1,4 +1,4 @@
-"""PascalContext decodes the official layout as SPEC section 2 says."""
+"""PascalContext decodes the official layout as the README describes it."""
 import json
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""Delta_m signs and averaging (SPEC section 4)."""
+"""Delta_m signs and averaging."""
 import pytest
 
 from evaluation.delta_m import delta_m

@@ -1,4 +1,4 @@
-"""The denoiser computes what the public release computes (SPEC section 3), checked by hand.
+"""The denoiser computes what the public release computes, checked by hand.
 
 The last test writes the whole official forward pass out as the release runs it (per
 sample, per task, batch size 1, functional ops on the model's own weights) and compares
