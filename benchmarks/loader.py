@@ -143,8 +143,9 @@ def run(cfg, samples, workers, passes, cache_root):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config_exp", "--config", dest="config", required=True, help="YAML experiment config")
     parser.add_argument("--layout", choices=sorted(LAYOUT_DATASETS),
                         help="dataset layout (default: the config's); all its tasks are measured")
     parser.add_argument("--size", type=int, help="square train_size (default: the config's)")

@@ -145,16 +145,18 @@ def run(cfg, batch_size, size, device, iters, warmup, matmul_size):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config_exp", "--config", dest="config", required=True, help="YAML experiment config")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=4, help="images per step")
     parser.add_argument("--size", type=int, default=256, help="square input size")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"],
+                        help="where the model runs")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations (the first counts FLOPs)")
     parser.add_argument("--channels_last", choices=["auto", "true", "false"], default=None,
                         help="NHWC weights and inputs (default: the config's channels_last, auto = on CUDA)")
-    parser.add_argument("--matmul-size", type=int, default=None, help="yardstick matmul size (8192 GPU, 2048 CPU)")
+    parser.add_argument("--matmul_size", "--matmul-size", type=int, default=None, help="yardstick matmul size (8192 GPU, 2048 CPU)")
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides key=value")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

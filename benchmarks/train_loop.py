@@ -35,6 +35,10 @@ from utils.errors import DiffusionMTLError
 from utils.train_step import TrainStep, build_optimizer, compile_model, use_channels_last
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every argument's default."""
+
+
 def batches(loader, sampler):
     """main.py's epoch loop: endless batches, the sampler repositioned at every epoch."""
     epoch = 0
@@ -89,7 +93,7 @@ def run(cfg, device, iters, warmup, matmul_size):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config_exp", "--config", dest="config", required=True, help="YAML experiment config")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"],
                         help="where the model runs (default: cuda when available)")

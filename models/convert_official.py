@@ -105,10 +105,12 @@ def target_shapes(config_path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--src", required=True, help="the public release's .pth file")
     parser.add_argument("--dst", required=True, help="where to write our checkpoint")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="config of the target model")
+    parser.add_argument("--config_exp", "--config", dest="config", default=str(DEFAULT_CONFIG),
+                        help="config of the target model")
     args = parser.parse_args(argv)
     try:
         converted = convert_state_dict(load_official(args.src), target_shapes(args.config))
