@@ -141,25 +141,12 @@ def disc_offsets(radius):
     return dy.ravel()[keep], dx.ravel()[keep], reach
 
 
-def _neighbour_table(rows_mask, cols_mask, dy, dx, reach):
-    """(n, K) int32: for each `rows_mask` pixel (raster order), the index of the
-    `cols_mask` pixel at offset k (raster order), or -1."""
-    height, width = cols_mask.shape
-    stride = width + 2 * reach
-    index = np.full((height + 2 * reach) * stride, -1, dtype=np.int32)  # zero-padded, flattened
-    cols_y, cols_x = np.nonzero(cols_mask)
-    index[(cols_y + reach) * stride + cols_x + reach] = np.arange(len(cols_y), dtype=np.int32)
-    rows_y, rows_x = np.nonzero(rows_mask)
-    steps = (dy * stride + dx).astype(np.int32)
-    return index[((rows_y + reach) * stride + rows_x + reach).astype(np.int32)[:, None] + steps]
-
-
-def _greedy(neighbours, row_mate, col_mate):
+def _greedy(neighbours, row_mate, col_mate, nearest_first):
     """Extend a matching (in place): free rows take free columns along the offsets in
-    order (nearest first); each offset maps rows to distinct columns, so a whole offset
-    is matched at once."""
+    order of distance (`nearest_first`: table columns); each offset maps rows to
+    distinct columns, so a whole offset is matched at once."""
     free = np.flatnonzero(row_mate < 0)
-    for k in range(neighbours.shape[1]):
+    for k in nearest_first:
         if len(free) == 0:
             break
         col = neighbours[free, k]
@@ -171,37 +158,33 @@ def _greedy(neighbours, row_mate, col_mate):
         free = free[~hit]
 
 
-def _augment(neighbours, row_mate, col_mate, raster):
+def _augment(neighbours, row_mate, col_mate):
     """Turn a matching into a maximum one (in place): a max flow (Dinic) on its residual
     graph (source -> free rows, rows -> columns by unmatched pairs, columns -> rows by
     matched pairs, free columns -> sink; capacities 1) is a set of augmenting paths.
-    `raster` orders the offsets by raster position, which sorts each row's columns."""
+    The table's offsets are in raster order, so each row's columns come sorted."""
     num_rows, num_cols = len(row_mate), len(col_mate)
-    free_rows = np.flatnonzero(row_mate < 0)
+    free_rows = np.flatnonzero(row_mate < 0).astype(np.int32)
     if len(free_rows) == 0 or not (col_mate < 0).any():
         return
     # Nodes: rows, columns, source, sink; built directly as sorted CSR (adjacency in node order).
     source, sink = num_rows + num_cols, num_rows + num_cols + 1
-    neighbours = neighbours[:, raster]
-    valid = neighbours >= 0
-    cols = neighbours[valid].astype(np.int64)  # row-major: grouped by row
-    rows = np.repeat(np.arange(num_rows), valid.sum(axis=1))
-    unmatched = row_mate[rows] != cols
-    col_targets = np.where(col_mate >= 0, col_mate, sink)
-    degree = np.concatenate([np.bincount(rows[unmatched], minlength=num_rows),
-                             np.ones(num_cols, dtype=np.int64), [len(free_rows), 0]])
-    indptr = np.concatenate([[0], np.cumsum(degree)])
-    indices = np.concatenate([num_rows + cols[unmatched], col_targets, free_rows])
+    unmatched = (neighbours >= 0) & (neighbours != row_mate[:, None])
+    row_targets = neighbours[unmatched] + np.int32(num_rows)
+    col_targets = np.where(col_mate >= 0, col_mate, sink).astype(np.int32)
+    degree = np.concatenate([unmatched.sum(axis=1), np.ones(num_cols, dtype=np.int64), [len(free_rows), 0]])
+    indptr = np.concatenate([[0], np.cumsum(degree)]).astype(np.int32)
+    indices = np.concatenate([row_targets, col_targets, free_rows])
     size = num_rows + num_cols + 2
-    graph = scipy.sparse.csr_matrix((np.ones(len(indices), dtype=np.int32), indices.astype(np.int32),
-                                     indptr.astype(np.int32)), shape=(size, size))
+    graph = scipy.sparse.csr_matrix((np.ones(len(indices), dtype=np.int32), indices, indptr), shape=(size, size))
     graph.has_sorted_indices = True
     result = maximum_flow(graph, source, sink, method="dinic")
     if result.flow_value == 0:
         return
-    flow = result.flow.tocoo()
-    used = flow.data > 0
-    tail, head = flow.row[used].astype(np.int64), flow.col[used].astype(np.int64)
+    flow = result.flow
+    used = np.flatnonzero(flow.data > 0)
+    tail = np.searchsorted(flow.indptr, used, side="right") - 1
+    head = flow.indices[used].astype(np.int64)
     dropped = (tail >= num_rows) & (tail < num_rows + num_cols) & (head < num_rows)  # column -> row
     added = (tail < num_rows) & (head >= num_rows) & (head < num_rows + num_cols)  # row -> column
     row_mate[head[dropped]] = -1
@@ -224,39 +207,57 @@ class BoundaryMatcher:
 
     def __init__(self, boundary, max_dist):
         height, width = boundary.shape
-        self.boundary = boundary
-        self.num_boundary = int(boundary.sum())
-        self.offsets = disc_offsets(max_dist * math.sqrt(height * height + width * width))
-        dy, dx, _ = self.offsets
-        self.raster = np.lexsort((dx, dy))  # the offsets in raster order
+        dy, dx, reach = disc_offsets(max_dist * math.sqrt(height * height + width * width))
+        raster = np.lexsort((dx, dy))
+        self.nearest_first = np.argsort(raster)  # the table's columns (raster order) by distance
+        # pixels are addressed by flat index; the table reads a copy of the image with a
+        # border of `reach` pixels, so every offset stays inside it
+        self.width, self.reach, self.stride = width, reach, width + 2 * reach
+        self.steps = (dy[raster] * self.stride + dx[raster]).astype(np.int64)
+        self.boundary_flat = np.flatnonzero(boundary)
+        # scratch maps (all -1 between calls): padded pixel -> column; pixel -> row / column
+        self.column_at = np.full((height + 2 * reach) * self.stride, -1, dtype=np.int32)
+        self.row_of = np.full(height * width, -1, dtype=np.int32)
+        self.column_of = np.full(height * width, -1, dtype=np.int32)
         self.pairs = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))  # (predicted, gt) flat pixel
 
+    def _padded(self, flat):
+        return flat + 2 * self.reach * (flat // self.width) + self.reach * (self.stride + 1)
+
+    def _neighbour_table(self, rows_flat, cols_flat):
+        """(n, K) int32: for each row pixel, the column pixel at offset k, or -1."""
+        padded_cols = self._padded(cols_flat)
+        self.column_at[padded_cols] = np.arange(len(cols_flat), dtype=np.int32)
+        table = self.column_at[self._padded(rows_flat)[:, None] + self.steps]
+        self.column_at[padded_cols] = -1
+        return table
+
     def count(self, predicted):
-        if self.num_boundary == 0 or not predicted.any():
+        predicted_flat = np.flatnonzero(predicted)
+        if len(self.boundary_flat) == 0 or len(predicted_flat) == 0:
             self.pairs = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
             return 0
         # rows: the side with fewer pixels (smaller table); the disc is symmetric
-        flip = int(predicted.sum()) > self.num_boundary
-        rows_mask, cols_mask = (self.boundary, predicted) if flip else (predicted, self.boundary)
-        neighbours = _neighbour_table(rows_mask, cols_mask, *self.offsets)
+        flip = len(predicted_flat) > len(self.boundary_flat)
+        rows_flat, cols_flat = (self.boundary_flat, predicted_flat) if flip else (predicted_flat, self.boundary_flat)
+        neighbours = self._neighbour_table(rows_flat, cols_flat)
         reachable = np.flatnonzero((neighbours >= 0).any(axis=1))  # rows with a pixel in reach
         neighbours = neighbours[reachable]
-        rows_flat = np.flatnonzero(rows_mask)[reachable]
-        cols_flat = np.flatnonzero(cols_mask)
+        rows_flat = rows_flat[reachable]
         row_mate = np.full(len(rows_flat), -1, dtype=np.int64)
         col_mate = np.full(len(cols_flat), -1, dtype=np.int64)
         # start from the previous matching, where both pixels are still here
-        row_of = np.full(rows_mask.size, -1, dtype=np.int64)
-        row_of[rows_flat] = np.arange(len(rows_flat))
-        col_of = np.full(cols_mask.size, -1, dtype=np.int64)
-        col_of[cols_flat] = np.arange(len(cols_flat))
+        self.row_of[rows_flat] = np.arange(len(rows_flat), dtype=np.int32)
+        self.column_of[cols_flat] = np.arange(len(cols_flat), dtype=np.int32)
         previous_rows, previous_cols = self.pairs[::-1] if flip else self.pairs
-        row, col = row_of[previous_rows], col_of[previous_cols]
+        row, col = self.row_of[previous_rows], self.column_of[previous_cols]
+        self.row_of[rows_flat] = -1
+        self.column_of[cols_flat] = -1
         kept = (row >= 0) & (col >= 0)
         row_mate[row[kept]] = col[kept]
         col_mate[col[kept]] = row[kept]
-        _greedy(neighbours, row_mate, col_mate)
-        _augment(neighbours, row_mate, col_mate, self.raster)
+        _greedy(neighbours, row_mate, col_mate, self.nearest_first)
+        _augment(neighbours, row_mate, col_mate)
         matched = np.flatnonzero(row_mate >= 0)
         pairs = (rows_flat[matched], cols_flat[row_mate[matched]])
         self.pairs = pairs[::-1] if flip else pairs
