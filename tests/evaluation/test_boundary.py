@@ -67,6 +67,21 @@ def test_match_count_is_a_maximum_matching():
         assert match_count(predicted, boundary, max_dist) == brute_force_maximum(predicted, boundary, radius)
 
 
+def test_warm_started_thresholds_give_the_maximum_at_each():
+    # evaluate_image starts each threshold from the previous matching: the counts must
+    # still be the maximum matching of each threshold's own thinned prediction
+    rng = np.random.default_rng(2)
+    for size in (40, 64):
+        boundary = rng.random((size, size)) < 0.08
+        probability = np.clip(np.roll(boundary, 1, axis=0) * 0.8 + rng.random((size, size)) * 0.6, 0, 1)
+        thresholds = bsds_thresholds(15)
+        counts = evaluate_image(probability.astype(np.float32), boundary, thresholds, 0.05)
+        radius = 0.05 * math.sqrt(2 * size * size)
+        expected = [brute_force_maximum(thin(probability >= t), boundary, radius) for t in thresholds]
+        assert counts[0].tolist() == counts[2].tolist() == expected
+        assert len(set(expected)) >= 5  # the thresholds really differ
+
+
 def test_tolerance_is_inclusive():
     # 30x40 image, max_dist 0.04: radius 0.04 * 50 = 2 px exactly
     assert disc_offsets(2.0)[2] == 2 and len(disc_offsets(2.0)[0]) == 13  # d^2 in {0, 1, 2, 4}
