@@ -1,4 +1,4 @@
-"""Cityscapes as MTAN preprocessed it (SPEC section 2), the layout of MTPSL's and the
+"""Cityscapes as MTAN preprocessed it, the layout of MTPSL's and the
 paper's partial-label benchmark: 128x256 images, 7 (or 19) semantic classes and inverse
 depth, 2,975 training and 500 validation images.
 

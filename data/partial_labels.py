@@ -1,4 +1,4 @@
-"""Partial-label splits: which tasks are labelled on each training image (SPEC sections 1-2).
+"""Partial-label splits: which tasks are labelled on each training image (README, Partial labels).
 
 Settings (MTPSL protocol): `full` (every task), `onelabel` (exactly one task per image,
 tasks balanced: counts differ by at most one) and `randomlabels` (a uniformly random
@@ -83,7 +83,7 @@ def save_json(record, path):
 
 
 def _numpy_allowlist():
-    """The globals the official PASCAL pickles need, and nothing more (SPEC section 2)."""
+    """The globals the official PASCAL pickles need, and nothing more (README, Partial labels)."""
     try:
         from numpy._core.multiarray import scalar  # NumPy >= 2
     except ImportError:

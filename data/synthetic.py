@@ -1,5 +1,5 @@
 """Synthetic multi-task scenes written in the exact on-disk layouts of PASCAL-Context,
-NYUD-v2 and Cityscapes (SPEC section 2), for tests and for the CPU demo.
+NYUD-v2 and Cityscapes (README, Datasets), for tests and for the CPU demo.
 
 A scene is one pinhole-camera view of a room (floor, walls, ceiling), of a ground plane
 under the sky, or of a street (road, sidewalks, facades; Cityscapes), with objects

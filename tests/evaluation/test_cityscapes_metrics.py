@@ -59,7 +59,7 @@ def test_evaluator_on_a_cityscapes_config():
              "meta": {"size": torch.tensor([[2, 2]])}}
     evaluator.update(outputs, batch)
     metrics = evaluator.compute()
-    # class 3: TP 2, FP 1 -> 2/3; class 1: FN 1 -> 0; the mean is over all 7 classes (SPEC 4)
+    # class 3: TP 2, FP 1 -> 2/3; class 1: FN 1 -> 0; the mean is over all 7 classes
     assert metrics["semseg"]["mIoU"] == pytest.approx(2 / 3 / 7 * 100)
     assert metrics["depth"]["absErr"] == pytest.approx((0.1 + 0.05 + 0.2) / 3)
     assert metrics["depth"]["relErr"] == pytest.approx((1.0 + 0.2 + 0.5) / 3)
