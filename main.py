@@ -36,7 +36,7 @@ from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from utils.config import config_changes, load_config, stored_config
 from utils.errors import CheckpointError, ConfigError, DataError, DiffusionMTLError
 from utils.logger import setup_logger
-from utils.train_step import TrainStep, autocast, build_optimizer, compile_model, use_channels_last
+from utils.train_step import TrainStep, autocast, build_optimizer, compile_model, memory_format
 from utils.visualization import colorize, dataset_style, write_prediction
 
 
@@ -178,12 +178,12 @@ def plain(cfg):
 def evaluate(cfg, model, loader, evaluator, device, prediction_dir=None, tb_images=None):
     model.eval()
     evaluator.reset()
-    memory_format = torch.channels_last if use_channels_last(cfg, device) else torch.contiguous_format
+    layout = memory_format(cfg)
     bar = tqdm(loader, desc="eval", disable=not show_progress(), leave=False, dynamic_ncols=True)
     for batch in bar:
         batch = to_device(batch, device)
         with autocast(cfg, device):
-            outputs = model(batch["image"].contiguous(memory_format=memory_format))
+            outputs = model(batch["image"].contiguous(memory_format=layout))
         final = {task: out.float() for task, out in outputs["final"].items()}
         evaluator.update(final, batch)
         if prediction_dir is not None:
@@ -238,8 +238,7 @@ def train(cfg, args, device, logger):
     iters_per_epoch = sampler.batches_per_epoch
     total_iters = cfg.max_iter or cfg.epochs * iters_per_epoch
 
-    memory_format = torch.channels_last if use_channels_last(cfg, device) else torch.contiguous_format
-    model = build_model(cfg).to(device=device, memory_format=memory_format)
+    model = build_model(cfg).to(device=device, memory_format=memory_format(cfg))
     if args.trained_model:
         load_model_state(model, load_checkpoint(args.trained_model)["model"], source=args.trained_model)
     optimizer = build_optimizer(cfg, model)
@@ -490,8 +489,7 @@ def _write_json(path, payload):
 def infer(cfg, args, device, logger):
     if not args.trained_model:
         raise CheckpointError("run_mode=infer needs --trained_model CKPT")
-    memory_format = torch.channels_last if use_channels_last(cfg, device) else torch.contiguous_format
-    model = build_model(cfg).to(device=device, memory_format=memory_format)
+    model = build_model(cfg).to(device=device, memory_format=memory_format(cfg))
     ckpt = load_checkpoint(args.trained_model)
     load_model_state(model, ckpt["model"], source=args.trained_model)
     iteration = ckpt.get("iteration")

@@ -27,7 +27,7 @@ from losses import build_loss
 from models import build_model
 from utils.config import load_config
 from utils.errors import DiffusionMTLError
-from utils.train_step import TrainStep, build_optimizer, use_channels_last
+from utils.train_step import TrainStep, build_optimizer, memory_format
 
 
 def synchronize(device):
@@ -93,13 +93,13 @@ def run(cfg, batch_size, size, device, iters, warmup, matmul_size):
     amp = device.type == "cuda" and bool(cfg.amp)
     dtype = torch.bfloat16 if amp else torch.float32
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    channels_last = use_channels_last(cfg, device)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = build_model(cfg).to(device=device, memory_format=memory_format)
+    channels_last = bool(cfg.channels_last)
+    layout = memory_format(cfg)
+    model = build_model(cfg).to(device=device, memory_format=layout)
     step = TrainStep(cfg, model, build_loss(cfg), build_optimizer(cfg, model), device)
     batch = synthetic_batch(cfg, batch_size, size, device)
     task_mask = batch["task_mask"].cpu()  # as the loader gives it
-    images = batch["image"].contiguous(memory_format=memory_format)
+    images = batch["image"].contiguous(memory_format=layout)
     matmul_rates = []
 
     def train_step():
@@ -154,8 +154,8 @@ def main(argv=None):
                         help="where the model runs")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations (the first counts FLOPs)")
-    parser.add_argument("--channels_last", choices=["auto", "true", "false"], default=None,
-                        help="NHWC weights and inputs (default: the config's channels_last, auto = on CUDA)")
+    parser.add_argument("--channels_last", choices=["true", "false"], default=None,
+                        help="NHWC weights and inputs (default: the config's channels_last)")
     parser.add_argument("--matmul_size", "--matmul-size", type=int, default=None, help="yardstick matmul size (8192 GPU, 2048 CPU)")
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides key=value")
     args = parser.parse_args(argv)

@@ -32,7 +32,7 @@ from models import build_model
 from utils.config import load_config
 from utils.distributed import ResumableDistributedSampler
 from utils.errors import DiffusionMTLError
-from utils.train_step import TrainStep, build_optimizer, compile_model, use_channels_last
+from utils.train_step import TrainStep, build_optimizer, compile_model, memory_format
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -52,8 +52,7 @@ def run(cfg, device, iters, warmup, matmul_size):
     train_set = build_dataset(cfg, "train")
     sampler = ResumableDistributedSampler(len(train_set), cfg.trBatch, cfg.seed, rank=0, world_size=1)
     loader = make_train_loader(cfg, train_set, sampler, device)
-    memory_format = torch.channels_last if use_channels_last(cfg, device) else torch.contiguous_format
-    model = build_model(cfg).to(device=device, memory_format=memory_format).train()
+    model = build_model(cfg).to(device=device, memory_format=memory_format(cfg)).train()
     if cfg.compile:
         compile_model(model)
     step = TrainStep(cfg, model, build_loss(cfg), build_optimizer(cfg, model), device)
@@ -85,7 +84,7 @@ def run(cfg, device, iters, warmup, matmul_size):
     images_per_s = iters * cfg.trBatch / seconds
     return {"config": cfg.version_name, "device": str(device), "threads": torch.get_num_threads(),
             "batch": cfg.trBatch, "size": list(cfg.train_size), "ssl_type": cfg.ssl_type, "amp": bool(cfg.amp),
-            "channels_last": memory_format == torch.channels_last, "compile": bool(cfg.compile),
+            "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
             "workers": cfg.nworkers, "iters": iters, "images_per_s": round(images_per_s, 3),
             "data_wait_fraction": round(waited / seconds, 3), "peak_memory_mb": round(peak_memory_mb(device), 1),
             "gflop_per_image": round(flops / cfg.trBatch / 1e9, 2), "matmul_gflop_per_s": round(matmul / 1e9, 1),

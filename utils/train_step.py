@@ -46,11 +46,9 @@ def is_fused(optimizer):
     return bool(optimizer.defaults.get("fused"))
 
 
-def use_channels_last(cfg, device):
-    """`channels_last: auto` means on CUDA (cuDNN's fast convolution layout), not on the CPU."""
-    if cfg.channels_last == "auto":
-        return device.type == "cuda"
-    return bool(cfg.channels_last)
+def memory_format(cfg):
+    """NHWC (`channels_last: true`, faster convolutions with cuDNN and oneDNN) or NCHW."""
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
 
 
 def autocast(cfg, device):
@@ -84,7 +82,7 @@ class TrainStep:
 
     def __init__(self, cfg, model, criterion, optimizer, device):
         self.cfg, self.model, self.criterion, self.optimizer, self.device = cfg, model, criterion, optimizer, device
-        self.memory_format = torch.channels_last if use_channels_last(cfg, device) else torch.contiguous_format
+        self.memory_format = memory_format(cfg)
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.fused = is_fused(optimizer)
         self.skip = torch.zeros((), device=device)  # 1.0: this step is not finite (found_inf)
