@@ -1,4 +1,4 @@
-"""Boundary ODS F-measure with the BSDS protocol, in Python (SPEC section 4).
+"""Boundary ODS F-measure with the BSDS protocol, in Python (README, "Metrics").
 
 Per image and threshold t (BSDS: N thresholds evenly spaced in (0, 1), 1/(N+1) ..
 N/(N+1)): binarise p >= t, thin to 1 px (Guo-Hall, as skimage.morphology.thin), match
