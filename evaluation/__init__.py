@@ -10,7 +10,7 @@ MODES = ("train", "infer")
 
 def _boundary_meter(cfg, mode):
     num_thresholds = cfg.eval_kwargs[f"edge_thresholds_{mode}"]
-    # Boundary matching costs seconds per image: training-time validation may use a subset.
+    # edge_images_train > 0 limits training-time validation to the first N images (default: all).
     limit = cfg.eval_kwargs.edge_images_train if mode == "train" else 0
     per_rank = -(-limit // get_world_size())
     return BoundaryMeter(num_thresholds, cfg.edge_maxdist, cfg.ignore_index,
