@@ -166,11 +166,12 @@ def run(size, num_thresholds, num_images, reference_images, max_dist, width=None
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--size", type=int, default=512, help="image height (and width)")
     parser.add_argument("--width", type=int, default=None, help="image width (default: --size)")
-    parser.add_argument("--thresholds", type=int, default=99)
-    parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--thresholds", type=int, default=99, help="ODS thresholds")
+    parser.add_argument("--images", type=int, default=3, help="images matched by our matcher")
     parser.add_argument("--reference-images", type=int, default=None,
                         help="images also evaluated with pyEdgeEval (default: all)")
     parser.add_argument("--max-dist", type=float, default=0.0075, help="0.0075 PASCAL, 0.011 NYUD")

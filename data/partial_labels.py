@@ -225,13 +225,14 @@ def summarize(record):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--summary", metavar="FILE", nargs="+",
                         help="print the statistics of .json or .pth splits, one JSON object per file")
-    parser.add_argument("--dataset", choices=sorted(CLI_DATASETS))
+    parser.add_argument("--dataset", choices=sorted(CLI_DATASETS), help="which dataset the split is for")
     parser.add_argument("--root", help="the dataset folder, e.g. demo_data/PASCALContext")
-    parser.add_argument("--setting", choices=SETTINGS, default="onelabel")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--setting", choices=SETTINGS, default="onelabel", help="partial-label setting")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same split")
     parser.add_argument("--tasks", help="comma-separated tasks (default: all tasks of the dataset)")
     parser.add_argument("--out", help="output .json file")
     args = parser.parse_args(argv)

@@ -1084,13 +1084,14 @@ def _write_lines(path, lines):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layout", choices=LAYOUTS, required=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--layout", choices=LAYOUTS, required=True, help="which on-disk layout to write")
     parser.add_argument("--out", required=True, help="db_root: the dataset folder is created inside")
     parser.add_argument("--train", type=int, default=100, help="training images")
     parser.add_argument("--val", type=int, default=20, help="validation images")
-    parser.add_argument("--size", default=None, help="S (square) or HxW (default: 128, cityscapes 128x256)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", default=None, help="S (square) or HxW; none: 128, cityscapes 128x256")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same files")
     parser.add_argument("--force", action="store_true", help="replace an existing non-empty dataset folder")
     args = parser.parse_args(argv)
     try:
