@@ -19,7 +19,8 @@ import os
 import cv2
 import numpy as np
 
-from data.readers import check_shape, check_tasks, ignore_target, read_npy, require_dir
+from data.readers import (DecodedLoader, check_shape, check_tasks, decode_index_labels, depth_2d, read_npy,
+                          require_dir, row_index_ids)
 from data.transforms import hflip, pad_and_tensorize, rng_from_torch
 from utils.errors import DataError
 from utils.tasks import DATASET_TASKS, IGNORE_INDEX, SEMSEG_CLASS_CHOICES
@@ -27,7 +28,7 @@ from utils.tasks import DATASET_TASKS, IGNORE_INDEX, SEMSEG_CLASS_CHOICES
 LABEL_SETS = SEMSEG_CLASS_CHOICES["Cityscapes"]  # (7, 19): folders label_7 / label_19
 
 
-class Cityscapes:
+class Cityscapes(DecodedLoader):
     """Raw samples of docs/conventions.md from the MTAN .npy layout; `num_classes` picks
     `label_7` (default) or `label_19`."""
 
@@ -40,39 +41,11 @@ class Cityscapes:
         self.tasks = check_tasks("Cityscapes", tasks, DATASET_TASKS["Cityscapes"])
         self.transform = transform
         self.num_classes = num_classes
-        image_dir = os.path.join(root, split, "image")
-        require_dir(image_dir, f"Cityscapes split '{split}'")
-        stems = [name[:-4] for name in os.listdir(image_dir) if name.endswith(".npy")]
-        if not stems:
-            raise DataError(f"no .npy images in {image_dir}")
-        bad = [stem for stem in stems if not stem.isdigit()]
-        if bad:
-            raise DataError(f"{image_dir}: file name {bad[0]}.npy is not a row index")
-        self.ids = sorted(stems, key=int)
+        self.ids = row_index_ids(os.path.join(root, split, "image"), f"Cityscapes split '{split}'")
         self._decoders = {"semseg": self._semseg, "depth": self._depth}
-
-    def __len__(self):
-        return len(self.ids)
 
     def _path(self, folder, sample_id):
         return os.path.join(self.root, self.split, folder, f"{sample_id}.npy")
-
-    def load(self, index, tasks=None):
-        """The raw sample, before `transform`; tasks outside `tasks` (default: all) are
-        all-ignore maps, not decoded."""
-        sample_id = self.ids[index]
-        decode = self.tasks if tasks is None else tasks
-        image = self._image(sample_id)
-        shape = image.shape[:2]
-        sample = {"image": image}
-        for task in self.tasks:
-            sample[task] = self._decoders[task](sample_id, shape) if task in decode else ignore_target(task, shape)
-        sample["meta"] = {"id": sample_id, "size": shape}
-        return sample
-
-    def __getitem__(self, index):
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
 
     def _image(self, sample_id):
         """float [0, 1] (MTAN) -> uint8 RGB, like every other loader's raw image."""
@@ -89,31 +62,12 @@ class Cityscapes:
 
     def _semseg(self, sample_id, shape):
         path = self._path(f"label_{self.num_classes}", sample_id)
-        labels = read_npy(path, sample_id)
-        if labels.ndim == 3 and labels.shape[2] == 1:
-            labels = labels[..., 0]
-        if labels.ndim != 2:
-            raise DataError(f"{path} (sample {sample_id!r}): label must be (H, W), got {labels.shape}")
-        check_shape(labels, shape, path, sample_id)
-        if not np.isfinite(labels).all():
-            raise DataError(f"{path} (sample {sample_id!r}): label has non-finite values")
-        labels = np.rint(labels).astype(np.int64)
-        bad = (labels < -1) | (labels >= self.num_classes)
-        if bad.any():
-            raise DataError(f"{path} (sample {sample_id!r}): label {int(labels[bad][0])} outside "
-                            f"-1..{self.num_classes - 1}")
-        return np.where(labels == -1, IGNORE_INDEX, labels).astype(np.uint8)
+        return decode_index_labels(read_npy(path, sample_id), self.num_classes, shape, path, sample_id)
 
     def _depth(self, sample_id, shape):
         path = self._path("depth", sample_id)
-        depth = read_npy(path, sample_id)
-        if depth.ndim == 3 and depth.shape[2] == 1:
-            depth = depth[..., 0]
-        if depth.ndim != 2:
-            raise DataError(f"{path} (sample {sample_id!r}): depth must be (H, W) or (H, W, 1), "
-                            f"got shape {depth.shape}")
+        depth = depth_2d(read_npy(path, sample_id), path, sample_id)
         check_shape(depth, shape, path, sample_id)
-        depth = depth.astype(np.float32)
         if not np.isfinite(depth).all() or depth.min(initial=0.0) < 0:
             raise DataError(f"{path} (sample {sample_id!r}): inverse depth must be finite and >= 0")
         return depth

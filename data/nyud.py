@@ -9,48 +9,13 @@ import os
 
 import numpy as np
 
-from data.readers import (check_shape, check_tasks, decode_normals, first_existing, ignore_target,
-                          read_image, read_npy, read_split, require_dir)
+from data.readers import (DecodedLoader, check_shape, check_tasks, decode_index_labels, decode_normals, depth_2d,
+                          first_existing, read_image, read_npy, read_split, require_dir, row_index_ids)
 from utils.errors import DataError
 from utils.tasks import DATASET_TASKS, IGNORE_INDEX
 
 
-def _depth_2d(depth, path, sample_id):
-    """Depth stored (H, W) or (H, W, 1) -> float32 (H, W) metres."""
-    if depth.ndim == 3 and depth.shape[2] == 1:
-        depth = depth[..., 0]
-    if depth.ndim != 2:
-        raise DataError(f"{path} (sample {sample_id!r}): depth must be (H, W) or (H, W, 1), "
-                        f"got shape {depth.shape}")
-    return depth.astype(np.float32)
-
-
-class _NYUDLoader:
-    """What both layouts share: `load` decodes the image and the requested tasks through
-    the subclass's `_image` and `_decoders`; `[i]` applies `transform`."""
-
-    def __len__(self):
-        return len(self.ids)
-
-    def load(self, index, tasks=None):
-        """The raw sample, before `transform`; tasks outside `tasks` (default: all) are
-        all-ignore maps, not decoded."""
-        sample_id = self.ids[index]
-        decode = self.tasks if tasks is None else tasks
-        image = self._image(sample_id)
-        shape = image.shape[:2]
-        sample = {"image": image}
-        for task in self.tasks:
-            sample[task] = self._decoders[task](sample_id, shape) if task in decode else ignore_target(task, shape)
-        sample["meta"] = {"id": sample_id, "size": shape}
-        return sample
-
-    def __getitem__(self, index):
-        sample = self.load(index)
-        return self.transform(sample) if self.transform is not None else sample
-
-
-class NYUD(_NYUDLoader):
+class NYUD(DecodedLoader):
     """Multi-task layout: `root` is the NYUDv2 folder with images/, segmentation/, depth/,
     normals/, edge/ and gt_sets/{train,val}.txt."""
 
@@ -91,7 +56,7 @@ class NYUD(_NYUDLoader):
 
     def _depth(self, sample_id, shape):
         path = self._path("depth", sample_id, ".npy")
-        depth = _depth_2d(read_npy(path, sample_id), path, sample_id)
+        depth = depth_2d(read_npy(path, sample_id), path, sample_id)
         check_shape(depth, shape, path, sample_id)
         return depth
 
@@ -117,7 +82,7 @@ class NYUD(_NYUDLoader):
         return read_image(path, sample_id, mode="RGB")
 
 
-class NYUDMTAN(_NYUDLoader):
+class NYUDMTAN(DecodedLoader):
     """MTAN layout: `root` is the nyuv2 folder with {train,val}/{image,label,depth,normal}/
     <index>.npy. Images are float (H, W, 3) in [0, 1] (uint8 or 0..255 floats are accepted
     too); labels are class ids with -1 = ignore; depth 0 = invalid; normals in [-1, 1],
@@ -131,15 +96,7 @@ class NYUDMTAN(_NYUDLoader):
         self.split = split
         self.tasks = check_tasks("NYUD_MTAN", tasks, DATASET_TASKS["NYUD_MTAN"])
         self.transform = transform
-        image_dir = os.path.join(root, split, "image")
-        require_dir(image_dir, f"NYUD (MTAN layout) split '{split}'")
-        stems = [name[:-4] for name in os.listdir(image_dir) if name.endswith(".npy")]
-        if not stems:
-            raise DataError(f"no .npy images in {image_dir}")
-        bad = [stem for stem in stems if not stem.isdigit()]
-        if bad:
-            raise DataError(f"{image_dir}: file name {bad[0]}.npy is not a row index")
-        self.ids = sorted(stems, key=int)
+        self.ids = row_index_ids(os.path.join(root, split, "image"), f"NYUD (MTAN layout) split '{split}'")
         self._decoders = {"semseg": self._semseg, "depth": self._depth, "normals": self._normals}
 
     def _path(self, folder, sample_id):
@@ -167,22 +124,11 @@ class NYUDMTAN(_NYUDLoader):
 
     def _semseg(self, sample_id, shape):
         path = self._path("label", sample_id)
-        labels = read_npy(path, sample_id)
-        if labels.ndim == 3 and labels.shape[2] == 1:
-            labels = labels[..., 0]
-        if labels.ndim != 2:
-            raise DataError(f"{path} (sample {sample_id!r}): label must be (H, W), got {labels.shape}")
-        check_shape(labels, shape, path, sample_id)
-        labels = np.rint(labels).astype(np.int64)
-        bad = (labels < -1) | (labels >= self.NUM_CLASSES)
-        if bad.any():
-            raise DataError(f"{path} (sample {sample_id!r}): label {int(labels[bad][0])} outside "
-                            f"-1..{self.NUM_CLASSES - 1}")
-        return np.where(labels == -1, IGNORE_INDEX, labels).astype(np.uint8)
+        return decode_index_labels(read_npy(path, sample_id), self.NUM_CLASSES, shape, path, sample_id)
 
     def _depth(self, sample_id, shape):
         path = self._path("depth", sample_id)
-        depth = _depth_2d(read_npy(path, sample_id), path, sample_id)
+        depth = depth_2d(read_npy(path, sample_id), path, sample_id)
         check_shape(depth, shape, path, sample_id)
         return depth
 

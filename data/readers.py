@@ -116,3 +116,68 @@ def ignore_target(task, shape):
     if task == "depth":
         return np.full(shape, IGNORE_INDEX, np.float32)
     return np.full(shape, IGNORE_INDEX, np.uint8)
+
+
+def depth_2d(depth, path, sample_id):
+    """Depth stored (H, W) or (H, W, 1) -> float32 (H, W)."""
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2:
+        raise DataError(f"{path} (sample {sample_id!r}): depth must be (H, W) or (H, W, 1), "
+                        f"got shape {depth.shape}")
+    return depth.astype(np.float32)
+
+
+def row_index_ids(image_dir, what):
+    """The sample ids of an MTAN-style .npy split: its image files' row indices, in order."""
+    require_dir(image_dir, what)
+    stems = [name[:-4] for name in os.listdir(image_dir) if name.endswith(".npy")]
+    if not stems:
+        raise DataError(f"no .npy images in {image_dir}")
+    bad = [stem for stem in stems if not stem.isdigit()]
+    if bad:
+        raise DataError(f"{image_dir}: file name {bad[0]}.npy is not a row index")
+    return sorted(stems, key=int)
+
+
+def decode_index_labels(labels, num_classes, shape, path, sample_id):
+    """MTAN-style class ids ((H, W) or (H, W, 1), -1 = ignore) -> uint8 (H, W), 255 = ignore."""
+    if labels.ndim == 3 and labels.shape[2] == 1:
+        labels = labels[..., 0]
+    if labels.ndim != 2:
+        raise DataError(f"{path} (sample {sample_id!r}): label must be (H, W), got {labels.shape}")
+    check_shape(labels, shape, path, sample_id)
+    if not np.isfinite(labels).all():
+        raise DataError(f"{path} (sample {sample_id!r}): label has non-finite values")
+    labels = np.rint(labels).astype(np.int64)
+    bad = (labels < -1) | (labels >= num_classes)
+    if bad.any():
+        raise DataError(f"{path} (sample {sample_id!r}): label {int(labels[bad][0])} outside "
+                        f"-1..{num_classes - 1}")
+    return np.where(labels == -1, IGNORE_INDEX, labels).astype(np.uint8)
+
+
+class DecodedLoader:
+    """What the .npy / PNG loaders share: `load` decodes the image and the requested tasks
+    through the subclass's `_image(sample_id)` and `_decoders` (task -> fn(sample_id,
+    shape)); `[i]` applies `transform`. Subclasses set `ids`, `tasks` and `transform`."""
+
+    def __len__(self):
+        return len(self.ids)
+
+    def load(self, index, tasks=None):
+        """The raw sample, before `transform`; tasks outside `tasks` (default: all) are
+        all-ignore maps, not decoded."""
+        sample_id = self.ids[index]
+        decode = self.tasks if tasks is None else tasks
+        image = self._image(sample_id)
+        shape = image.shape[:2]
+        sample = {"image": image}
+        for task in self.tasks:
+            sample[task] = self._decoders[task](sample_id, shape) if task in decode else ignore_target(task, shape)
+        sample["meta"] = {"id": sample_id, "size": shape}
+        return sample
+
+    def __getitem__(self, index):
+        sample = self.load(index)
+        return self.transform(sample) if self.transform is not None else sample
