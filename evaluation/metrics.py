@@ -149,37 +149,57 @@ class NormalsMeter(StreamingMeter):
         return {"mErr": self.sums[0].item() / count, "rmse": math.sqrt(self.sums[1].item() / count)}
 
 
-class DepthMeter(StreamingMeter):
+def measured_depth(prediction, target, sizes, ignore_index):
+    """Prediction and target (float64, 1-D) at the pixels with a measurement: inside the
+    sample's region, target > 0 and not the ignore value. prediction (B, H, W), target (B, 1, H, W)."""
+    target = target[:, 0]
+    valid = image_region(sizes, *target.shape[1:], target.device)
+    valid &= (target > 0) & (target != ignore_index)
+    return prediction[valid].double(), target[valid].double()
+
+
+class PixelSumsMeter(StreamingMeter):
+    """Two per-pixel sums and the pixel count, pooled over the split (the depth meters)."""
+
+    def __init__(self, ignore_index):
+        self.ignore_index = ignore_index
+        self.sums = torch.zeros(2, dtype=torch.float64)
+        self.count = torch.zeros(1, dtype=torch.int64)
+
+    def add(self, first, second):
+        """Accumulate two per-pixel quantities of the same (N,) pixels."""
+        self.sums += torch.stack([first.sum(), second.sum()]).cpu()
+        self.count += first.numel()
+
+    def means(self):
+        """The two sums over the pixel count, or None before any pixel was seen."""
+        count = int(self.count)
+        return None if count == 0 else (self.sums[0].item() / count, self.sums[1].item() / count)
+
+    def state_tensors(self):
+        return [self.sums, self.count]
+
+
+class DepthMeter(PixelSumsMeter):
     """Depth RMSE and mean absolute error (metres), pooled over valid pixels of the split.
 
     A pixel is valid when its target is > 0 (measured) and not the ignore value.
     """
 
-    def __init__(self, ignore_index):
-        self.ignore_index = ignore_index
-        self.sums = torch.zeros(2, dtype=torch.float64)  # sum of squared error, sum of |error|
-        self.count = torch.zeros(1, dtype=torch.int64)
-
     def update(self, prediction, target, sizes):
         # prediction: (B, H, W) metres; target: (B, 1, H, W) metres
-        target = target[:, 0]
-        valid = image_region(sizes, *target.shape[1:], target.device)
-        valid &= (target > 0) & (target != self.ignore_index)
-        error = prediction[valid].double() - target[valid].double()
-        self.sums += torch.stack([error.square().sum(), error.abs().sum()]).cpu()
-        self.count += error.numel()
-
-    def state_tensors(self):
-        return [self.sums, self.count]
+        prediction, truth = measured_depth(prediction, target, sizes, self.ignore_index)
+        error = prediction - truth
+        self.add(error.square(), error.abs())
 
     def compute(self):
-        count = int(self.count)
-        if count == 0:
+        means = self.means()
+        if means is None:
             return {"rmse": math.nan, "abs_err": math.nan}
-        return {"rmse": math.sqrt(self.sums[0].item() / count), "abs_err": self.sums[1].item() / count}
+        return {"rmse": math.sqrt(means[0]), "abs_err": means[1]}
 
 
-class InverseDepthMeter(StreamingMeter):
+class InverseDepthMeter(PixelSumsMeter):
     """Cityscapes depth (the MTAN preprocessing stores inverse depth): absolute and
     relative error as MTPSL and DiffusionMTL report them, "absErr" and "relErr", pooled
     over the valid pixels of the split (MTPSL averages per batch instead).
@@ -188,26 +208,14 @@ class InverseDepthMeter(StreamingMeter):
     > 0 (measured) and not the ignore value. Lower is better for both.
     """
 
-    def __init__(self, ignore_index):
-        self.ignore_index = ignore_index
-        self.sums = torch.zeros(2, dtype=torch.float64)  # sum of |error|, sum of |error| / target
-        self.count = torch.zeros(1, dtype=torch.int64)
-
     def update(self, prediction, target, sizes):
         # prediction: (B, H, W); target: (B, 1, H, W), both inverse depth
-        target = target[:, 0]
-        valid = image_region(sizes, *target.shape[1:], target.device)
-        valid &= (target > 0) & (target != self.ignore_index)
-        truth = target[valid].double()
-        error = (prediction[valid].double() - truth).abs()
-        self.sums += torch.stack([error.sum(), (error / truth).sum()]).cpu()
-        self.count += error.numel()
-
-    def state_tensors(self):
-        return [self.sums, self.count]
+        prediction, truth = measured_depth(prediction, target, sizes, self.ignore_index)
+        error = (prediction - truth).abs()
+        self.add(error, error / truth)
 
     def compute(self):
-        count = int(self.count)
-        if count == 0:
+        means = self.means()
+        if means is None:
             return {"absErr": math.nan, "relErr": math.nan}
-        return {"absErr": self.sums[0].item() / count, "relErr": self.sums[1].item() / count}
+        return {"absErr": means[0], "relErr": means[1]}
