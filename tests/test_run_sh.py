@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from data.synthetic import generate
+from tests.entry_points import group_processes, one_error_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val_size=[64,64]",
@@ -39,26 +40,8 @@ def run_sh(*args, timeout=300, **env):
 
 
 def assert_one_line_error(proc, status, *fragments):
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == status, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-def group_alive(pgid):
-    """Processes of process group `pgid` that are not zombies."""
-    alive = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in "ZX":
-            alive.append(int(pid))
-    return alive
+    return one_error_line(proc, *fragments)
 
 
 def test_errors_are_one_line_with_status_2(db_root, tmp_path):
@@ -113,7 +96,7 @@ def test_ctrl_c_saves_last_pth_and_the_same_command_resumes(db_root, tmp_path):
     assert torch.load(tmp_path / "demo" / "last.pth", map_location="cpu", weights_only=True)["iteration"] == stopped
     assert stopped >= 3
     time.sleep(1)
-    assert group_alive(proc.pid) == [], "helper processes outlived the run"
+    assert group_processes(proc.pid) == [], "helper processes outlived the run"
 
     proc = run_sh(*opts, f"max_iter={stopped + 1}")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from data.synthetic import generate
+from tests.entry_points import group_processes, one_error_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val_size=[64,64]",
@@ -39,14 +40,6 @@ def run(cmd, expect, timeout=300, env=None):
 
 def main_py(opts, expect=0, extra=()):
     return run(["main.py", "--config_exp", "configs/demo.yml", *extra, "--opts", *TINY, *opts], expect)
-
-
-def one_error_line(proc, *fragments):
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def copy_dataset(db_root, tmp_path):
@@ -80,19 +73,6 @@ def test_a_corrupt_file_read_by_a_loader_worker_is_one_line_and_keeps_the_progre
     assert ckpt["iteration"] == 2  # the two finished iterations are kept
 
 
-def _pool_processes(pgid):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and int(pid) != pgid and fields[0] not in "ZX":
-            found.append(int(pid))
-    return found
-
-
 @pytest.mark.slow
 def test_evaluation_workers_exit_when_training_is_killed(db_root, tmp_path):
     cmd = [sys.executable, "main.py", "--config_exp", "configs/demo.yml", "--opts", *TINY, f"db_root={db_root}",
@@ -101,17 +81,17 @@ def test_evaluation_workers_exit_when_training_is_killed(db_root, tmp_path):
                             start_new_session=True)
     try:
         deadline = time.time() + 180
-        while len(_pool_processes(proc.pid)) < 4:  # resource tracker, forkserver, two workers
+        while len(group_processes(proc.pid, leader=False)) < 4:  # resource tracker, forkserver, two workers
             assert proc.poll() is None and time.time() < deadline, "the evaluation pool did not start"
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)  # the trainer alone, as `kill -9 PID` does
         proc.wait()
         deadline = time.time() + 20
-        while _pool_processes(proc.pid) and time.time() < deadline:
+        while group_processes(proc.pid, leader=False) and time.time() < deadline:
             time.sleep(0.2)
-        assert _pool_processes(proc.pid) == []
+        assert group_processes(proc.pid, leader=False) == []
     finally:
-        for pid in _pool_processes(proc.pid):
+        for pid in group_processes(proc.pid, leader=False):
             os.kill(pid, signal.SIGKILL)
 
 
