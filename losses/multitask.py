@@ -5,6 +5,8 @@ For each sample b and each task t it labels:
 the sample's sum is rescaled by (#tasks / #tasks labelled for b), and the batch loss is
 the mean over samples. Losses are computed only for the labelled (sample, task) pairs,
 one batched call per task: unlabelled pairs cost nothing and get no gradient.
+The MTL baseline (no refinement: final is prelim) is built with prelim_weight 0
+(losses.build_loss), so its one prediction is counted once.
 """
 import torch
 from torch import nn

@@ -38,6 +38,8 @@ class DiffusionMTL(nn.Module):
     task's detached preliminary feature f_t instead of the predictions of all tasks.
     diffusion None (ablation): the same network as a plain iterative refiner; no noise,
     the chain starts from f_t (or p_t) and each step's output feeds the next.
+    variant "baseline" (the paper's MTL baseline): no refinement stage at all (no condition
+    conv, no denoiser); "final" is the preliminary prediction itself.
     """
 
     def __init__(self, backbone, num_outputs, diffusion, num_timesteps, embed_dim=512, fuse_stride=8,
@@ -56,12 +58,13 @@ class DiffusionMTL(nn.Module):
         self.prelim_decoders = nn.ModuleDict({
             t: nn.Sequential(*[BasicBlock(embed_dim, embed_dim) for _ in range(prelim_blocks)]) for t in self.tasks})
         self.prelim_heads = nn.ModuleDict({t: nn.Conv2d(embed_dim, c, 1) for t, c in num_outputs.items()})
+        refines = variant != "baseline"
         self.condition_conv = (nn.Conv2d(sum(num_outputs.values()), embed_dim, 3, padding=1)
-                               if conditioning == "multitask" else None)
-        self.diffusion = diffusion
+                               if refines and conditioning == "multitask" else None)
+        self.diffusion = diffusion if refines else None
         in_channels = num_outputs if variant == "prediction" else {t: embed_dim for t in self.tasks}
         self.denoiser = Denoiser(in_channels, num_outputs, embed_dim, denoiser_depth, num_heads, mlp_ratio,
-                                 token_stride, head_convs, predicts_maps=variant == "prediction")
+                                 token_stride, head_convs, predicts_maps=variant == "prediction") if refines else None
 
     # ----------------------------------------------------------------- preliminary stage
     def forward_preliminary(self, images):
@@ -132,6 +135,12 @@ class DiffusionMTL(nn.Module):
         size = (height, width)
         features, prelim = self.forward_preliminary(images)
         pairs = self._pairs(task_mask, batch_size, images.device)
+        if self.denoiser is None:  # MTL baseline: the preliminary prediction is the output
+            if task_mask is None:
+                prelim = {t: resize(prelim[t], size) for t in self.tasks}
+                return {"final": prelim, "prelim": prelim}
+            prelim = {t: resize(prelim[t][idx], size) for t, idx in pairs.items()}
+            return {"final": prelim, "prelim": prelim, "pairs": pairs}
         refined = {}
         if pairs:
             condition_tokens = self._condition_tokens(features, prelim, pairs)

@@ -134,7 +134,7 @@ CHOICES = {
     "optimizer": ("adam", "adamw", "sgd"),
     "scheduler": ("poly", "constant"),
     "model": ("DiffusionMTL",),
-    "model_kwargs.variant": ("feature", "prediction"),
+    "model_kwargs.variant": ("feature", "prediction", "baseline"),
     "model_kwargs.conditioning": ("multitask", "none"),
     "model_kwargs.beta_schedule": ("linear", "sqrt_linear", "cosine"),
     "model_kwargs.eval_noise": ("zero", "seeded"),

@@ -129,3 +129,15 @@ def test_build_loss_passes_edge_w():
     _, per_task = criterion(outputs, batch)
     # (0.9 ln2 + 0.1 ln2) / 2
     torch.testing.assert_close(per_task["edge"], torch.tensor(LN2 / 2))
+
+
+def test_baseline_counts_its_one_prediction_once():
+    # The MTL baseline's final output is its preliminary one: with the semseg_depth_case
+    # numbers, sample 0: 1 * ln40 + 2 * 2 (x 2/2), sample 1: 2 * 2 (x 2/1) = 8; mean over 2.
+    cfg = make_cfg("NYUD", ["semseg", "depth"], semseg=1.0, depth=2.0)
+    cfg.model_kwargs.variant = "baseline"
+    criterion = build_loss(cfg)
+    outputs, batch = semseg_depth_case()
+    outputs["prelim"] = outputs["final"]
+    total, _ = criterion(outputs, batch)
+    torch.testing.assert_close(total, torch.tensor((math.log(40.0) + 4 + 8) / 2))

@@ -146,3 +146,21 @@ def test_number_of_steps(steps):
         model(torch.randn(1, 3, 64, 64))
     assert calls == [5] * steps
     assert model.diffusion.num_timesteps == steps
+
+
+def test_baseline_has_no_refinement_stage():
+    model = tiny_model("model_kwargs.variant=baseline").train()
+    assert model.denoiser is None and model.condition_conv is None and model.diffusion is None
+    assert not any(k.startswith(("denoiser.", "condition_conv.", "diffusion.")) for k in model.state_dict())
+    images = torch.randn(2, 3, 64, 64)
+    out = model(images, torch.ones(2, 5, dtype=torch.bool))
+    for task in TASKS:
+        assert out["final"][task] is out["prelim"][task]
+    sum(v.square().mean() for v in out["final"].values()).backward()
+    no_grad = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert no_grad == []
+    with torch.no_grad():
+        evaluated = model.eval()(images)
+    assert {t: tuple(v.shape) for t, v in evaluated["final"].items()} == {
+        t: (2, c, 64, 64) for t, c in CHANNELS.items()}
+    assert all(evaluated["final"][t] is evaluated["prelim"][t] for t in TASKS)
