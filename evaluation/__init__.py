@@ -1,6 +1,6 @@
 """Evaluation: `build_evaluator(cfg, mode)` returns a streaming MultiTaskEvaluator."""
 from evaluation.boundary import BoundaryMeter, resolve_workers
-from evaluation.evaluator import MultiTaskEvaluator, best_score, format_table
+from evaluation.evaluator import MultiTaskEvaluator, best_score, format_table, refinement_gain
 from evaluation.metrics import DepthMeter, InverseDepthMeter, NormalsMeter, SaliencyMeter, SegmentationMeter
 from evaluation.postprocess import activate
 from utils.distributed import get_world_size
@@ -32,11 +32,14 @@ _METERS = {
 
 
 def build_evaluator(cfg, mode):
-    """Evaluator for cfg.TASKS.NAMES; `mode` ('train' / 'infer') picks the boundary thresholds."""
+    """Evaluator for cfg.TASKS.NAMES; `mode` ('train' / 'infer') picks the boundary thresholds.
+
+    A second set of meters scores the preliminary predictions (`update(..., prelim_outputs=)`).
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    meters = {task: _METERS[task](cfg, mode) for task in cfg.TASKS.NAMES}
-    return MultiTaskEvaluator(meters, cfg.reference_metrics, dataset=cfg.val_db_name)
+    meters, prelim_meters = ({task: _METERS[task](cfg, mode) for task in cfg.TASKS.NAMES} for _ in range(2))
+    return MultiTaskEvaluator(meters, cfg.reference_metrics, dataset=cfg.val_db_name, prelim_meters=prelim_meters)
 
 
-__all__ = ["build_evaluator", "MultiTaskEvaluator", "activate", "best_score", "format_table"]
+__all__ = ["build_evaluator", "MultiTaskEvaluator", "activate", "best_score", "format_table", "refinement_gain"]

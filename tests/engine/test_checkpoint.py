@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from utils.errors import CheckpointError
 
 

@@ -1,4 +1,4 @@
-"""utils/train_step.py: the step main.py runs, skipping non-finite updates without a host sync."""
+"""engine/step.py: the step main.py runs, skipping non-finite updates without a host sync."""
 import copy
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import torch
 from losses import build_loss
 from models import build_model
 from utils.config import load_config
-from utils.train_step import TrainingDiverged, TrainStep, build_optimizer, compile_model, is_fused, memory_format
+from engine.step import TrainingDiverged, TrainStep, build_optimizer, compile_model, is_fused, memory_format
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pascal" / "resnet18_feature_official.yml"
 TINY = ["db_root=.", "backbone_kwargs.pretrained=null", "model_kwargs.embed_dim=16", "model_kwargs.num_heads=2",

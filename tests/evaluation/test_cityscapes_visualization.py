@@ -3,7 +3,8 @@ import numpy as np
 from easydict import EasyDict
 from PIL import Image
 
-from utils import visualization as vis
+from data import metadata as meta
+from evaluation import visualization as vis
 
 
 def cfg(dataset, num_classes=None):
@@ -12,30 +13,30 @@ def cfg(dataset, num_classes=None):
 
 
 def test_cityscapes_palettes_and_names():
-    assert len(vis.CITYSCAPES19_CLASSES) == 19 and vis.CITYSCAPES19_CLASSES[13] == "car"
-    assert vis.CITYSCAPES7_CLASSES == ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
-    assert vis.CITYSCAPES19_PALETTE[0].tolist() == [128, 64, 128]  # road
-    assert vis.CITYSCAPES19_PALETTE[18].tolist() == [119, 11, 32]  # bicycle
-    assert vis.CITYSCAPES7_PALETTE[6].tolist() == [0, 0, 142]  # vehicle = car's colour
-    for palette, count in ((vis.CITYSCAPES7_PALETTE, 7), (vis.CITYSCAPES19_PALETTE, 19)):
+    assert len(meta.CITYSCAPES19_CLASSES) == 19 and meta.CITYSCAPES19_CLASSES[13] == "car"
+    assert meta.CITYSCAPES7_CLASSES == ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
+    assert meta.CITYSCAPES19_PALETTE[0].tolist() == [128, 64, 128]  # road
+    assert meta.CITYSCAPES19_PALETTE[18].tolist() == [119, 11, 32]  # bicycle
+    assert meta.CITYSCAPES7_PALETTE[6].tolist() == [0, 0, 142]  # vehicle = car's colour
+    for palette, count in ((meta.CITYSCAPES7_PALETTE, 7), (meta.CITYSCAPES19_PALETTE, 19)):
         assert len({tuple(c) for c in palette[:count].tolist()}) == count
-        assert tuple(palette[255]) == vis.IGNORE_COLOR
+        assert tuple(palette[255]) == meta.IGNORE_COLOR
 
 
 def test_dataset_style_picks_the_label_set():
     seven, nineteen = vis.dataset_style(cfg("Cityscapes", 7)), vis.dataset_style(cfg("Cityscapes", 19))
-    assert seven.palettes["semseg"] is vis.CITYSCAPES7_PALETTE and seven.inverse_depth
-    assert nineteen.class_names["semseg"] is vis.CITYSCAPES19_CLASSES
-    assert vis.dataset_style(cfg("Cityscapes")).class_names["semseg"] is vis.CITYSCAPES7_CLASSES  # depth only
+    assert seven.palettes["semseg"] is meta.CITYSCAPES7_PALETTE and seven.inverse_depth
+    assert nineteen.class_names["semseg"] is meta.CITYSCAPES19_CLASSES
+    assert vis.dataset_style(cfg("Cityscapes")).class_names["semseg"] is meta.CITYSCAPES7_CLASSES  # depth only
     nyud = vis.dataset_style(cfg("NYUD_MTAN", 13))
-    assert nyud.palettes["semseg"] is vis.VOC_PALETTE and not nyud.inverse_depth
-    assert nyud.class_names["semseg"] is vis.NYUD13_CLASSES
+    assert nyud.palettes["semseg"] is meta.VOC_PALETTE and not nyud.inverse_depth
+    assert nyud.class_names["semseg"] is meta.NYUD13_CLASSES
 
 
 def test_colorize_with_the_cityscapes_style():
     style = vis.dataset_style(cfg("Cityscapes", 19))
     drawn = vis.colorize("semseg", np.array([[13, 255]]), style=style)
-    assert drawn.tolist() == [[[0, 0, 142], list(vis.IGNORE_COLOR)]]
+    assert drawn.tolist() == [[[0, 0, 142], list(meta.IGNORE_COLOR)]]
     inverse = np.array([[0.5, 0.1, 0.0]])  # near, far, invalid
     rgb = vis.colorize("depth", inverse, style=style)
     assert rgb[0, 0].tolist() == vis.DEPTH_CMAP[255].tolist() and rgb[0, 1].tolist() == vis.DEPTH_CMAP[0].tolist()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from easydict import EasyDict
 
-from evaluation import best_score, build_evaluator, format_table
+from evaluation import best_score, build_evaluator, format_table, refinement_gain
 from utils.config import DEFAULTS, derive
 from utils.errors import ConfigError
 
@@ -110,3 +110,87 @@ def test_padding_is_cropped_away():
     metrics = evaluator.compute()
     assert metrics["semseg"]["mIoU"] == pytest.approx(100.0)
     assert metrics["depth"]["rmse"] == pytest.approx(0.0)
+
+
+def test_prelim_section_scores_the_preliminary_outputs_with_the_same_meters():
+    cfg = make_cfg("PASCALContext", PASCAL)
+    generator = torch.Generator().manual_seed(1)
+    final, batch = random_batch(PASCAL, generator)
+    prelim, _ = random_batch(PASCAL, generator)
+
+    both = build_evaluator(cfg, "train")
+    both.update(final, batch, prelim_outputs=prelim)
+    metrics = both.compute()
+    alone = {}
+    for key, outputs in (("final", final), ("prelim", prelim)):
+        evaluator = build_evaluator(cfg, "train")
+        evaluator.update(outputs, batch)
+        alone[key] = evaluator.compute()
+    assert set(metrics) == set(PASCAL) | {"prelim"}
+    assert flat({t: metrics[t] for t in PASCAL}) == pytest.approx(flat(alone["final"]))
+    assert flat(metrics["prelim"]) == pytest.approx(flat(alone["prelim"]))  # edge odsF included
+
+    # the prelim meters' state travels with the rest (all_reduce, load_state_tensors)
+    copy_target = build_evaluator(cfg, "train")
+    copy_target.update(final, batch, prelim_outputs=final)  # marks prelim as scored
+    copy_target.load_state_tensors([t.clone() for t in both.state_tensors()])
+    assert flat(copy_target.compute()["prelim"]) == pytest.approx(flat(alone["prelim"]))
+    both.reset()  # a later evaluation without prelim outputs has no prelim section
+    both.update(final, batch)
+    assert "prelim" not in both.compute()
+
+
+def perfect_and_shifted_case():
+    """NYUD semseg + depth, one 4x10 image holding each of the 40 classes once.
+
+    final: perfect (mIoU 100, rmse 0). prelim: every pixel one class off (mIoU 0) and depth
+    2 m too far (rmse 2). References mIoU 50, rmse 1: Delta_m final = (+100 + 100) / 2 = 100,
+    prelim = (-100 - 100) / 2 = -100.
+    """
+    cfg = make_cfg("NYUD", {"semseg": 40, "depth": 1},
+                   reference_metrics={"semseg": {"mIoU": 50.0}, "depth": {"rmse": 1.0}})
+    target = torch.arange(40).view(1, 4, 10)
+    depth = torch.rand(1, 1, 4, 10) + 1
+    final = {"semseg": torch.nn.functional.one_hot(target, 40).permute(0, 3, 1, 2).float(), "depth": depth.clone()}
+    prelim = {"semseg": final["semseg"].roll(1, dims=1), "depth": depth + 2}
+    batch = {"semseg": target, "depth": depth, "meta": {"size": torch.tensor([[4, 10]])}}
+    evaluator = build_evaluator(cfg, "infer")
+    evaluator.update(final, batch, prelim_outputs=prelim)
+    return evaluator.compute()
+
+
+def test_refinement_gain_is_positive_when_better_for_either_direction():
+    metrics = perfect_and_shifted_case()
+    assert metrics["prelim"]["semseg"]["mIoU"] == pytest.approx(0.0)
+    assert metrics["prelim"]["depth"]["rmse"] == pytest.approx(2.0)
+    assert metrics["delta_m"] == pytest.approx(100.0) and metrics["prelim"]["delta_m"] == pytest.approx(-100.0)
+    gain = refinement_gain(metrics)
+    assert gain["semseg"]["mIoU"] == pytest.approx(100.0)
+    assert gain["depth"]["rmse"] == pytest.approx(2.0)  # lower is better: prelim - final
+    assert gain["delta_m"] == pytest.approx(200.0)
+    # swapped roles: the refinement made everything worse
+    swapped = {"semseg": metrics["prelim"]["semseg"], "depth": metrics["prelim"]["depth"],
+               "prelim": {"semseg": metrics["semseg"], "depth": metrics["depth"]}}
+    assert refinement_gain(swapped) == {"semseg": {"mIoU": pytest.approx(-100.0)},
+                                        "depth": {"rmse": pytest.approx(-2.0), "abs_err": pytest.approx(-2.0)}}
+    assert refinement_gain({"semseg": {"mIoU": 1.0}}) == {}
+
+
+def test_format_table_shows_final_prelim_and_the_gain_in_words():
+    lines = format_table(perfect_and_shifted_case()).splitlines()
+    assert lines[0].split() == ["task", "metric", "final", "prelim", "refinement"]
+    assert lines[2].split() == ["semseg", "mIoU", "100.0000", "0.0000", "+100.0000", "better"]
+    assert lines[3].split() == ["depth", "rmse", "0.0000", "2.0000", "+2.0000", "better"]
+    assert lines[4].split() == ["depth", "abs_err", "0.0000", "2.0000", "+2.0000", "better"]
+    assert lines[5].split() == ["delta_m", "%", "+100.0000", "-100.0000", "+200.0000", "better"]
+    plain = format_table({"depth": {"rmse": 2.0}}).splitlines()
+    assert [line.split() for line in plain] == [["task", "metric", "value"], ["-" * 21], ["depth", "rmse", "2.0000"]]
+
+
+def test_best_score_reads_the_final_metrics_only():
+    metrics = perfect_and_shifted_case()
+    assert best_score(metrics, "depth.rmse") == pytest.approx(0.0)
+    assert best_score(metrics, "delta_m") == pytest.approx(100.0)
+    with pytest.raises(ConfigError) as err:
+        best_score(metrics, "prelim.delta_m")
+    assert "prelim" not in str(err.value).split("available:")[1]

@@ -1,35 +1,36 @@
-"""utils.visualization: palettes, class names, colorize, per-task PNGs, overview figure."""
+"""evaluation.visualization: palettes, class names, colorize, per-task PNGs, overview figure."""
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from utils import visualization as vis
+from data import metadata as meta
+from evaluation import visualization as vis
 
 
 def test_voc_palette_matches_the_standard_colour_map():
-    assert vis.VOC_PALETTE.shape == (256, 3) and vis.VOC_PALETTE.dtype == np.uint8
-    assert vis.VOC_PALETTE[0].tolist() == [0, 0, 0]
-    assert vis.VOC_PALETTE[1].tolist() == [128, 0, 0]  # aeroplane
-    assert vis.VOC_PALETTE[15].tolist() == [192, 128, 128]  # person
-    assert vis.VOC_PALETTE[20].tolist() == [0, 64, 128]  # tvmonitor
-    assert vis.VOC_PALETTE[255].tolist() == [224, 224, 192]  # ignore
-    assert len({tuple(c) for c in vis.VOC_PALETTE.tolist()}) == 256
+    assert meta.VOC_PALETTE.shape == (256, 3) and meta.VOC_PALETTE.dtype == np.uint8
+    assert meta.VOC_PALETTE[0].tolist() == [0, 0, 0]
+    assert meta.VOC_PALETTE[1].tolist() == [128, 0, 0]  # aeroplane
+    assert meta.VOC_PALETTE[15].tolist() == [192, 128, 128]  # person
+    assert meta.VOC_PALETTE[20].tolist() == [0, 64, 128]  # tvmonitor
+    assert meta.VOC_PALETTE[255].tolist() == [224, 224, 192]  # ignore
+    assert len({tuple(c) for c in meta.VOC_PALETTE.tolist()}) == 256
 
 
 def test_parts_palette_is_distinct_and_differs_from_voc():
-    colours = [tuple(c) for c in vis.PARTS_PALETTE[:7].tolist()]
+    colours = [tuple(c) for c in meta.PARTS_PALETTE[:7].tolist()]
     assert colours[0] == (0, 0, 0) and len(set(colours)) == 7
-    assert not np.array_equal(vis.PARTS_PALETTE[1:7], vis.VOC_PALETTE[1:7])
+    assert not np.array_equal(meta.PARTS_PALETTE[1:7], meta.VOC_PALETTE[1:7])
 
 
 def test_class_name_tables():
-    assert len(vis.VOC_CLASSES) == 21 and vis.VOC_CLASSES[15] == "person"
-    assert len(vis.PARTS_CLASSES) == 7 and vis.PARTS_CLASSES[1] == "head"
-    assert len(vis.NYUD40_CLASSES) == 40 and vis.NYUD40_CLASSES[0] == "wall"
-    assert vis.NYUD40_CLASSES[-1] == "otherprop"
-    assert len(vis.NYUD13_CLASSES) == 13 and vis.NYUD13_CLASSES[0] == "bed"
-    assert vis.CLASS_NAMES["NYUD_MTAN"]["semseg"] is vis.NYUD13_CLASSES
+    assert len(meta.VOC_CLASSES) == 21 and meta.VOC_CLASSES[15] == "person"
+    assert len(meta.PARTS_CLASSES) == 7 and meta.PARTS_CLASSES[1] == "head"
+    assert len(meta.NYUD40_CLASSES) == 40 and meta.NYUD40_CLASSES[0] == "wall"
+    assert meta.NYUD40_CLASSES[-1] == "otherprop"
+    assert len(meta.NYUD13_CLASSES) == 13 and meta.NYUD13_CLASSES[0] == "bed"
+    assert meta.CLASS_NAMES["NYUD_MTAN"]["semseg"] is meta.NYUD13_CLASSES
 
 
 def test_colorize_labels_uses_the_task_palette_and_accepts_tensors():
@@ -83,13 +84,13 @@ def test_make_overview_has_every_tile_and_a_legend_of_present_classes():
     semseg = np.zeros((60, 90), np.int64)
     semseg[:, 45:] = 15  # person on the right half
     predictions = {"semseg": semseg, "sal": rng.random((60, 90)), "depth": rng.random((60, 90)) + 0.5}
-    overview = vis.make_overview(image, predictions, vis.CLASS_NAMES["PASCALContext"], tile_height=60)
+    overview = vis.make_overview(image, predictions, meta.CLASS_NAMES["PASCALContext"], tile_height=60)
     assert overview.dtype == np.uint8 and overview.ndim == 3 and overview.shape[2] == 3
     assert overview.shape[0] > 60 and overview.shape[1] >= 4 * 90
     colours = {tuple(c) for c in overview.reshape(-1, 3).tolist()}
-    assert tuple(vis.VOC_PALETTE[15].tolist()) in colours
-    assert tuple(vis.VOC_PALETTE[1].tolist()) not in colours  # aeroplane absent: no swatch
-    again = vis.make_overview(image, predictions, vis.CLASS_NAMES["PASCALContext"], tile_height=60)
+    assert tuple(meta.VOC_PALETTE[15].tolist()) in colours
+    assert tuple(meta.VOC_PALETTE[1].tolist()) not in colours  # aeroplane absent: no swatch
+    again = vis.make_overview(image, predictions, meta.CLASS_NAMES["PASCALContext"], tile_height=60)
     assert np.array_equal(overview, again)
 
     fewer = vis.make_overview(image, {"semseg": semseg}, tile_height=60)
