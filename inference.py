@@ -10,7 +10,7 @@ The model's config is read from the checkpoint (training checkpoints carry it); 
 Each image is resized to fit `val_size` (aspect ratio kept), padded bottom/right, run
 through the model; the raw outputs are cropped to the image region and resized back to
 the original size *before* argmax / activation. Outputs per image `<name>`:
-`<save_dir>/<task>/<name>.png` (see `utils.visualization.write_prediction`),
+`<save_dir>/<task>/<name>.png` (see `evaluation.visualization.write_prediction`),
 `<save_dir>/depth_mm/<name>.png` (16-bit millimetres, depth only) and
 `<save_dir>/overview/<name>.png`. Unreadable images are reported and skipped (exit 1);
 a bad config or checkpoint is one line on stderr (exit 2).
@@ -31,10 +31,10 @@ from tqdm import tqdm
 from data.transforms import normalize
 from evaluation.postprocess import activate
 from models import build_model
-from utils.checkpoint import load_checkpoint, load_model_state
+from engine.checkpoint import load_checkpoint, load_model_state
 from utils.config import config_from_dict, load_config
 from utils.errors import CheckpointError, DiffusionMTLError, ImageReadError, UsageError
-from utils.visualization import dataset_style, make_overview, write_prediction
+from evaluation.visualization import dataset_style, make_overview, write_prediction
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
 # Inference needs no dataset and no backbone initialisation (the checkpoint has every weight).
@@ -174,7 +174,7 @@ def predict(model, cfg, images, device):
 
 def save_outputs(save_dir, name, image, predictions, style):
     """Write every task's PNG and the overview figure of one image (`style`: the dataset's
-    palettes and class names, `utils.visualization.dataset_style`)."""
+    palettes and class names, `evaluation.visualization.dataset_style`)."""
     for task, prediction in predictions.items():
         write_prediction(save_dir, task, name, prediction, style=style)
     overview_dir = os.path.join(save_dir, "overview")

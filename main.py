@@ -32,12 +32,12 @@ from evaluation.postprocess import activate
 from losses import build_loss
 from models import build_model
 from utils import distributed as dist_utils
-from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from utils.config import config_changes, load_config, stored_config
 from utils.errors import CheckpointError, ConfigError, DataError, DiffusionMTLError
 from utils.logger import setup_logger
-from utils.train_step import TrainStep, autocast, build_optimizer, compile_model, memory_format
-from utils.visualization import colorize, dataset_style, write_prediction
+from engine.step import TrainStep, autocast, build_optimizer, compile_model, memory_format
+from evaluation.visualization import colorize, dataset_style, write_prediction
 
 
 class Interrupted(Exception):
@@ -197,7 +197,7 @@ def evaluate(cfg, model, loader, evaluator, device, prediction_dir=None, tb_imag
 def save_predictions(folder, final, batch, style):
     """Per-image PNGs, the files inference.py writes: palette PNGs of label ids, grey
     probabilities, RGB normals, depth colour-mapped plus depth_mm/ in millimetres
-    (`style`: the dataset's palettes, `utils.visualization.dataset_style`)."""
+    (`style`: the dataset's palettes, `evaluation.visualization.dataset_style`)."""
     for task, output in final.items():
         prediction = activate(task, output).cpu()
         for i, sample_id in enumerate(batch["meta"]["id"]):
@@ -206,7 +206,7 @@ def save_predictions(folder, final, batch, style):
 
 
 def _first_images(cfg, final, batch, count):
-    """(id, {task: uint8 HxWx3}) pairs for TensorBoard, drawn with utils.visualization."""
+    """(id, {task: uint8 HxWx3}) pairs for TensorBoard, drawn with evaluation.visualization."""
     images, style = [], dataset_style(cfg)
     for i in range(min(count, batch["image"].shape[0])):
         height, width = (int(v) for v in batch["meta"]["size"][i])

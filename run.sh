@@ -55,10 +55,10 @@ fi
 if [ "$NNODES" -eq 1 ] && [ "$NGPUS" -eq 1 ]; then
   exec "$PYTHON" main.py "${ARGS[@]}" "$@"
 elif [ "$NNODES" -eq 1 ]; then
-  exec "$PYTHON" -m utils.distributed --standalone --nproc_per_node "$NGPUS" main.py "${ARGS[@]}" "$@"
+  exec "$PYTHON" -m utils.launch --standalone --nproc_per_node "$NGPUS" main.py "${ARGS[@]}" "$@"
 else
   [ -n "${MASTER_ADDR:-}" ] && [ -n "${MASTER_PORT:-}" ] \
     || die "a multi-node run (NNODES=$NNODES) needs MASTER_ADDR (the address of node 0) and MASTER_PORT (a free port there)"
-  exec "$PYTHON" -m utils.distributed --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node "$NGPUS" \
+  exec "$PYTHON" -m utils.launch --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node "$NGPUS" \
     --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" main.py "${ARGS[@]}" "$@"
 fi

@@ -32,15 +32,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from data.datasets import DATASETS, SYNTHETIC_LAYOUTS, TRAIN_TRANSFORMS, build_dataset
+from data.datasets import DATASETS, TRAIN_TRANSFORMS, build_dataset
+from data.metadata import LAYOUT_OF, LAYOUTS
 from data.synthetic import generate
 from data.transforms import TrainTransform, pad_and_tensorize
 from utils.config import load_config
 from utils.errors import DiffusionMTLError
 from utils.tasks import DATASET_TASKS
-
-LAYOUT_DATASETS = {layout: name for name, layout in SYNTHETIC_LAYOUTS.items()}
-
 
 def _worker_init(_):
     cv2.setNumThreads(0)  # as main.py's workers: no OpenCV thread pool per worker
@@ -146,7 +144,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config_exp", "--config", dest="config", required=True, help="YAML experiment config")
-    parser.add_argument("--layout", choices=sorted(LAYOUT_DATASETS),
+    parser.add_argument("--layout", choices=sorted(LAYOUTS),
                         help="dataset layout (default: the config's); all its tasks are measured")
     parser.add_argument("--size", type=int, help="square train_size (default: the config's)")
     parser.add_argument("--samples", type=int, default=24, help="synthetic training images")
@@ -164,12 +162,12 @@ def main(argv=None):
             if args.size:
                 opts.append(f"train_size=[{args.size}, {args.size}]")
             if args.layout:
-                name = LAYOUT_DATASETS[args.layout]
+                name = LAYOUTS[args.layout]
                 opts += [f"train_db_name={name}", f"val_db_name={name}", "reference_metrics={}", "best_metric="]
                 opts += [f"task_dictionary.include_{t}={t in DATASET_TASKS[name]}"
                          for t in ("semseg", "human_parts", "sal", "depth", "normals", "edge")]
             cfg = load_config(args.config, opts)
-            generate(SYNTHETIC_LAYOUTS[cfg.train_db_name], folder, args.samples, 1, tuple(cfg.train_size), seed=0)
+            generate(LAYOUT_OF[cfg.train_db_name], folder, args.samples, 1, tuple(cfg.train_size), seed=0)
             results = run(cfg, args.samples, args.workers, args.passes, os.path.join(folder, "label_cache"))
     except DiffusionMTLError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.throughput --config_exp CFG --batch B --size S [--device cpu|cuda] [--iters N]
 
-Train step = main.py's (`utils.train_step.TrainStep`: forward, loss, backward, gradient
+Train step = main.py's (`engine.step.TrainStep`: forward, loss, backward, gradient
 clipping, fused optimizer step, no host synchronisation) on a one-label batch (sample i
 labels task i mod T). Inference runs every task for every sample. "prelim" is the
 backbone + preliminary decoders alone, so the refinement's cost shows as a ratio.
@@ -27,7 +27,7 @@ from losses import build_loss
 from models import build_model
 from utils.config import load_config
 from utils.errors import DiffusionMTLError
-from utils.train_step import TrainStep, build_optimizer, memory_format
+from engine.step import TrainStep, build_optimizer, memory_format
 
 
 def synchronize(device):

@@ -6,7 +6,7 @@
 Writes a synthetic dataset in the config's own on-disk layout at its `train_size`
 (`data.synthetic`, into a temporary folder), builds the training set, sampler and
 DataLoader exactly as main.py does (`main.make_train_loader`) and runs main.py's training
-step (`utils.train_step.TrainStep`: forward, loss, backward, clipping, optimizer step)
+step (`engine.step.TrainStep`: forward, loss, backward, clipping, optimizer step)
 for W untimed and N timed iterations. Prints images/s, the fraction of the wall time
 spent waiting for the loader, peak memory and MFU (the training FLOPs per image, counted
 with torch.utils.flop_counter, per second, over a large matmul's rate timed in the same
@@ -24,7 +24,8 @@ import torch
 
 from benchmarks.loader import loader_samples_per_second
 from benchmarks.throughput import counted_flops, matmul_flops_per_s, peak_memory_mb, synchronize
-from data.datasets import SYNTHETIC_LAYOUTS, build_dataset
+from data.datasets import build_dataset
+from data.metadata import LAYOUT_OF
 from data.synthetic import generate
 from losses import build_loss
 from main import make_train_loader, to_device
@@ -32,7 +33,7 @@ from models import build_model
 from utils.config import load_config
 from utils.distributed import ResumableDistributedSampler
 from utils.errors import DiffusionMTLError
-from utils.train_step import TrainStep, build_optimizer, compile_model, memory_format
+from engine.step import TrainStep, build_optimizer, compile_model, memory_format
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -114,12 +115,12 @@ def main(argv=None):
             if args.workers is not None:
                 opts.append(f"nworkers={args.workers}")
             cfg = load_config(args.config, opts=opts)
-            if cfg.train_db_name not in SYNTHETIC_LAYOUTS:
+            if cfg.train_db_name not in LAYOUT_OF:
                 raise DiffusionMTLError(f"no synthetic layout for {cfg.train_db_name}")
             count = args.train_images or 4 * cfg.trBatch
             print(f"writing {count} synthetic {cfg.train_db_name} images of {cfg.train_size[0]}x{cfg.train_size[1]} "
                   f"into {folder} ...", file=sys.stderr)
-            generate(SYNTHETIC_LAYOUTS[cfg.train_db_name], folder, count, 1, tuple(cfg.train_size), seed=0)
+            generate(LAYOUT_OF[cfg.train_db_name], folder, count, 1, tuple(cfg.train_size), seed=0)
             line = run(cfg, device, args.iters, max(args.warmup, 1),
                        args.matmul_size or (8192 if device.type == "cuda" else 2048))
             samples = max(4 * max(cfg.nworkers, 1) * cfg.trBatch, cfg.trBatch)

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data.cityscapes import Cityscapes, CityscapesTrainTransform
+from data.metadata import LAYOUT_OF
 from data.nyud import NYUD, NYUDMTAN
 from data.partial_labels import build_task_masks
 from data.pascal_context import PascalContext
@@ -26,9 +27,6 @@ LOADER_KWARGS = {
 # Datasets whose protocol has its own training augmentation (default: TrainTransform).
 TRAIN_TRANSFORMS = {"Cityscapes": CityscapesTrainTransform}
 
-# `python -m data.synthetic --layout ...` for each dataset, named in error messages.
-SYNTHETIC_LAYOUTS = {"PASCALContext": "pascal", "NYUD": "nyud", "NYUD_MTAN": "nyud_mtan",
-                     "Cityscapes": "cityscapes"}
 
 
 class PartiallyLabelled(Dataset):
@@ -90,7 +88,7 @@ def build_dataset(cfg, split):
     if not os.path.isdir(root):
         raise DataError(f"dataset folder not found: {root}; set db_root to the folder holding "
                         f"'{os.path.basename(root)}', or create a small synthetic one with "
-                        f"`python -m data.synthetic --layout {SYNTHETIC_LAYOUTS[name]} "
+                        f"`python -m data.synthetic --layout {LAYOUT_OF[name]} "
                         f"--out {os.path.dirname(root) or '.'}`")
     tasks = cfg.TASKS.NAMES
     loader = DATASETS[name](root, split, tasks, **LOADER_KWARGS.get(name, lambda _: {})(cfg))

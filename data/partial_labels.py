@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.metadata import LAYOUTS
 from utils.errors import DataError, DiffusionMTLError
 from utils.tasks import DATASET_TASKS, TASK_ORDER
 
@@ -39,9 +40,6 @@ OFFICIAL_TASKS = {
 # Official `{'labels_weights': (N, T)}` files (MTPSL): rows = MTAN train index; the number
 # of columns tells the dataset.
 WEIGHT_FILE_DATASETS = {len(OFFICIAL_TASKS[name]): name for name in ("NYUD_MTAN", "Cityscapes")}
-
-# CLI dataset names -> config dataset names.
-CLI_DATASETS = {"pascal": "PASCALContext", "nyud": "NYUD", "nyud_mtan": "NYUD_MTAN", "cityscapes": "Cityscapes"}
 
 
 def generate(dataset, ids, tasks, setting, seed):
@@ -229,7 +227,7 @@ def main(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--summary", metavar="FILE", nargs="+",
                         help="print the statistics of .json or .pth splits, one JSON object per file")
-    parser.add_argument("--dataset", choices=sorted(CLI_DATASETS), help="which dataset the split is for")
+    parser.add_argument("--dataset", choices=sorted(LAYOUTS), help="which dataset the split is for")
     parser.add_argument("--root", help="the dataset folder, e.g. demo_data/PASCALContext")
     parser.add_argument("--setting", choices=SETTINGS, default="onelabel", help="partial-label setting")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same split")
@@ -243,7 +241,7 @@ def main(argv=None):
             return 0
         if not (args.dataset and args.root and args.out):
             parser.error("--dataset, --root and --out are required to generate a split")
-        dataset = CLI_DATASETS[args.dataset]
+        dataset = LAYOUTS[args.dataset]
         tasks = args.tasks.split(",") if args.tasks else list(DATASET_TASKS[dataset])
         unknown = [t for t in tasks if t not in DATASET_TASKS[dataset]]
         if unknown:

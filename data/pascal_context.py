@@ -12,16 +12,13 @@ import numpy as np
 from data.readers import (check_shape, check_tasks, decode_normals, first_existing, ignore_target,
                           read_image, read_mat, read_split, require_dir)
 from data.transforms import ignore_partless
+from data.metadata import VOC_CLASSES
+from utils.thinning import thin
 from utils.errors import DataError
 from utils.tasks import DATASET_TASKS, IGNORE_INDEX
 
 DB_INFO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "db_info")
 
-# VOC class names; the index is the class id used by semseg and by `class_ind` in the
-# human-part annotations.
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
-               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 PERSON_CLASS = VOC_CLASSES.index("person")  # 15
 
 # PASCAL-Part person part names -> the 6 human-part groups (0 is background).
@@ -50,47 +47,6 @@ def normals_valid_classes():
     nyu = load_db_info("nyu_classes.json")
     names = ((set(context) & set(nyu)) - {"unknown"}) | {"tvmonitor"}
     return np.array(sorted(context[name] for name in names), dtype=np.int64)
-
-
-def _thinning_tables():
-    """Deletion tables of Guo & Hall's two-subiteration thinning (CACM 1989, algorithm A1),
-    indexed by the 8-neighbourhood code sum(x_k << (k - 1)), x1 = east, counter-clockwise.
-
-    A pixel is deleted when exactly one 4-connected run of background borders it (C = 1),
-    2 <= N <= 3, and the subiteration's own condition holds: (x2 | x3 | ~x8) & x1 == 0 in the
-    first, (x6 | x7 | ~x4) & x5 == 0 in the second. The same algorithm as
-    `skimage.morphology.thin`, which tests/data/test_loader_speed.py checks pixel for pixel.
-    """
-    codes = np.arange(256)
-    x = [None] + [(codes >> k) & 1 for k in range(8)] + [codes & 1]  # x[1..8], x[9] = x[1]
-    crossings = sum((1 - x[2 * i - 1]) & (x[2 * i] | x[2 * i + 1]) for i in range(1, 5))
-    n1 = sum(x[2 * k - 1] | x[2 * k] for k in range(1, 5))
-    n2 = sum(x[2 * k] | x[2 * k + 1] for k in range(1, 5))
-    common = (crossings == 1) & (np.minimum(n1, n2) >= 2) & (np.minimum(n1, n2) <= 3)
-    first = common & (((x[2] | x[3] | (1 - x[8])) & x[1]) == 0)
-    second = common & (((x[6] | x[7] | (1 - x[4])) & x[5]) == 0)
-    return first, second
-
-
-# 1 where a pixel with that neighbourhood code survives the subiteration, 0 where it is deleted.
-THINNING_KEEP = tuple((~table).astype(np.uint8) for table in _thinning_tables())
-# Correlation kernel giving each pixel its neighbourhood code (bit k-1 = neighbour x_k).
-NEIGHBOUR_CODES = np.array([[8, 4, 2], [16, 0, 1], [32, 64, 128]], np.float32)
-
-
-def thin(mask):
-    """Thin a binary (H, W) mask to 1-px lines; bool (H, W). Each subiteration codes every
-    pixel's neighbourhood with one 3x3 correlation (outside the image is background) and
-    deletes the pixels its table marks, until an iteration deletes nothing."""
-    skeleton = np.asarray(mask, dtype=bool).astype(np.uint8)
-    count = int(np.count_nonzero(skeleton))
-    while True:
-        for keep in THINNING_KEEP:
-            codes = cv2.filter2D(skeleton, -1, NEIGHBOUR_CODES, borderType=cv2.BORDER_CONSTANT)
-            np.bitwise_and(skeleton, cv2.LUT(codes, keep), out=skeleton)
-        previous, count = count, int(np.count_nonzero(skeleton))
-        if count == previous:
-            return skeleton.view(bool)
 
 
 def label_boundaries(label_map):

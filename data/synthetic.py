@@ -32,11 +32,11 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from data.pascal_context import VOC_CLASSES, label_boundaries, load_db_info
+from data.metadata import LAYOUTS, VOC_CLASSES, VOC_PALETTE
+from data.pascal_context import label_boundaries, load_db_info
 from utils.errors import DataError
 from utils.tasks import DATASET_DIRNAME, IGNORE_INDEX
 
-LAYOUTS = ("pascal", "nyud", "nyud_mtan", "cityscapes")
 DEFAULT_SIZES = {"cityscapes": "128x256"}  # --size when not given; else 128
 SKY_DEPTH = 1000.0
 
@@ -840,20 +840,6 @@ def _write_gray(path, image):
         raise DataError(f"cannot write {path}")
 
 
-def voc_palette():
-    """The standard VOC colour map (bit-interleaved class index), 256 x RGB."""
-    palette = np.zeros((256, 3), np.uint8)
-    for index in range(256):
-        value, r, g, b = index, 0, 0, 0
-        for bit in range(8):
-            r |= ((value >> 0) & 1) << (7 - bit)
-            g |= ((value >> 1) & 1) << (7 - bit)
-            b |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        palette[index] = (r, g, b)
-    return palette
-
-
 def _mat_objects(scene):
     """The human_parts `anno.objects` struct array: every visible VOC object, with the
     visible masks of its labelled parts."""
@@ -984,7 +970,7 @@ def _write_pascal(root, counts, height, width, seed):
                    "normals_distill", "sal_distill", "ImageSets/Context", "ImageSets/Parts"):
         os.makedirs(os.path.join(root, folder), exist_ok=True)
     context_ids = load_db_info("context_classes.json")
-    palette = voc_palette()
+    palette = VOC_PALETTE
     offset = 0
     for split, count in counts.items():
         ids = [f"synth_{offset + i:06d}" for i in range(count)]
@@ -1032,13 +1018,9 @@ def _write_cityscapes(root, counts, height, width, seed):
             write_cityscapes_sample(root, split, index, make_street_scene(rng, height, width), rng)
 
 
-# layout -> (dataset name, writer(root, counts, height, width, seed))
-WRITERS = {
-    "pascal": ("PASCALContext", _write_pascal),
-    "nyud": ("NYUD", _write_nyud),
-    "nyud_mtan": ("NYUD_MTAN", _write_nyud_mtan),
-    "cityscapes": ("Cityscapes", _write_cityscapes),
-}
+# layout (data.metadata.LAYOUTS) -> writer(root, counts, height, width, seed)
+WRITERS = {"pascal": _write_pascal, "nyud": _write_nyud, "nyud_mtan": _write_nyud_mtan,
+           "cityscapes": _write_cityscapes}
 
 
 def generate(layout, out, n_train, n_val, size, seed, force=False):
@@ -1052,7 +1034,7 @@ def generate(layout, out, n_train, n_val, size, seed, force=False):
     if layout not in LAYOUTS:
         raise DataError(f"unknown layout {layout!r}; choose one of {list(LAYOUTS)}")
     height, width = parse_size(size) if isinstance(size, (int, str)) else tuple(size)
-    dataset, writer = WRITERS[layout]
+    dataset, writer = LAYOUTS[layout], WRITERS[layout]
     root = os.path.join(out, DATASET_DIRNAME[dataset])
     if os.path.exists(root) and not os.path.isdir(root):
         raise DataError(f"{root} exists and is not a folder")
@@ -1086,7 +1068,7 @@ def _write_lines(path, lines):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--layout", choices=LAYOUTS, required=True, help="which on-disk layout to write")
+    parser.add_argument("--layout", choices=list(LAYOUTS), required=True, help="which on-disk layout to write")
     parser.add_argument("--out", required=True, help="db_root: the dataset folder is created inside")
     parser.add_argument("--train", type=int, default=100, help="training images")
     parser.add_argument("--val", type=int, default=20, help="validation images")

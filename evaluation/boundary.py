@@ -33,9 +33,7 @@ then a max flow (scipy's Dinic) on the residual graph adds the missing pairs. Th
 count does not depend on the starting matching, and nothing is random, so counts are
 identical for any worker count.
 
-Thinning reimplements skimage's `thin` (the same two Guo-Hall subiterations and
-lookup tables, the same result, tested) but re-examines only the pixels next to a
-deletion.
+Thinning is utils.thinning's (skimage's `thin`, pixel for pixel, tested).
 
 A 512x512 image costs a second or two of CPU at 99 thresholds (benchmarks/boundary.py,
 README "Evaluation cost"); images are evaluated in a pool of worker processes (started
@@ -53,7 +51,8 @@ import scipy.sparse
 import torch
 from scipy.sparse.csgraph import maximum_flow
 
-from utils.distributed import exit_with_parent
+from utils.processes import exit_with_parent
+from utils.thinning import thin
 
 # Rows of the count table.
 CNT_R, SUM_R, CNT_P, SUM_P = range(4)
@@ -62,68 +61,6 @@ CNT_R, SUM_R, CNT_P, SUM_P = range(4)
 def bsds_thresholds(num_thresholds):
     """The BSDS thresholds: 1/(N+1) .. N/(N+1)."""
     return np.linspace(1.0 / (num_thresholds + 1), 1.0 - 1.0 / (num_thresholds + 1), num_thresholds)
-
-
-# --------------------------------------------------------------------------------------
-# Thinning
-# --------------------------------------------------------------------------------------
-
-def _guo_hall_tables():
-    """Deletion tables of the two subiterations, indexed by the 8-neighbourhood code.
-
-    Bit k - 1 of the code is neighbour x_k of Guo & Hall (1989): x_1 east, then
-    counter-clockwise (x_2 north-east, x_3 north, ..., x_8 south-east).
-    """
-    code = np.arange(256)
-    x = [None] + [(code >> k) & 1 for k in range(8)]
-    x.append(x[1])  # x_9 = x_1
-    crossings = sum((x[2 * i - 1] == 0) & ((x[2 * i] | x[2 * i + 1]) == 1) for i in range(1, 5))
-    n1 = sum(x[2 * k - 1] | x[2 * k] for k in range(1, 5))
-    n2 = sum(x[2 * k] | x[2 * k + 1] for k in range(1, 5))
-    smaller = np.minimum(n1, n2)
-    removable = (crossings == 1) & (smaller >= 2) & (smaller <= 3)
-    first = removable & (((x[2] | x[3] | (1 - x[8])) & x[1]) == 0)
-    second = removable & (((x[6] | x[7] | (1 - x[4])) & x[5]) == 0)
-    return first, second
-
-
-_DELETE_TABLES = _guo_hall_tables()
-# (row, column) offsets of x_1 .. x_8
-_NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
-
-
-def thin(mask):
-    """skimage.morphology.thin(mask): parallel Guo-Hall thinning to convergence.
-
-    The same two subiterations, but each examines only the foreground pixels whose
-    neighbourhood changed since that subiteration last ran (all pixels at first):
-    a pixel with an unchanged neighbourhood gets the same (keep) decision again.
-    """
-    height, width = mask.shape
-    stride = width + 2
-    image = np.zeros((height + 2) * stride, dtype=np.uint8)  # zero border, flattened
-    image.reshape(height + 2, stride)[1:-1, 1:-1] = mask
-    steps = np.array([dy * stride + dx for dy, dx in _NEIGHBOURS])
-    weights = (1 << np.arange(8)).astype(np.uint8)
-    # per subiteration: pixels whose neighbourhood changed since it last ran
-    changed = [image.astype(bool), image.astype(bool)]
-    idle = 0
-    subiteration = 0
-    while idle < 2:  # two subiterations in a row without deletions: nothing changes any more
-        this = subiteration % 2
-        pixels = np.flatnonzero(changed[this] & image.view(bool))
-        changed[this][:] = False
-        code = np.zeros(len(pixels), dtype=np.uint8)
-        for step, weight in zip(steps, weights):
-            code |= image[pixels + step] * weight
-        deleted = pixels[_DELETE_TABLES[this][code]]
-        image[deleted] = 0
-        for step in steps:
-            changed[0][deleted + step] = True
-            changed[1][deleted + step] = True
-        idle = idle + 1 if len(deleted) == 0 else 0
-        subiteration += 1
-    return image.reshape(height + 2, stride)[1:-1, 1:-1].astype(bool)
 
 
 # --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from models import build_model
-from utils.checkpoint import save_checkpoint
+from engine.checkpoint import save_checkpoint
 from utils.config import load_config
 from utils.errors import CheckpointError, DiffusionMTLError
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from data.synthetic import generate
-from utils.visualization import CITYSCAPES7_PALETTE
+from data.metadata import CITYSCAPES7_PALETTE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/cityscapes/resnet18_onelabel.yml"

@@ -13,9 +13,9 @@ from torch import nn
 
 import inference
 from models import build_model
-from utils.checkpoint import save_checkpoint
+from engine.checkpoint import save_checkpoint
 from utils.config import load_config
-from utils.visualization import PARTS_PALETTE, VOC_PALETTE
+from data.metadata import PARTS_PALETTE, VOC_PALETTE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "demo.yml")

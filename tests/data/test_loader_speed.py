@@ -16,7 +16,8 @@ import torch
 from skimage.morphology import thin as skimage_thin
 
 import data.pascal_context as pascal_context
-from data.pascal_context import LabelCache, PascalContext, label_boundaries, normals_valid_classes, thin
+from data.pascal_context import LabelCache, PascalContext, label_boundaries, normals_valid_classes
+from utils.thinning import thin
 from data.readers import read_image
 from data.synthetic import generate
 from data.transforms import TrainTransform, ValTransform, ignore_partless, wrap_degrees

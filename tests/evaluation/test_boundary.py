@@ -11,7 +11,7 @@ from skimage.morphology import thin
 
 from evaluation.boundary import (BoundaryMeter, bsds_thresholds, disc_offsets, evaluate_image,
                                  match_count, ods_f)
-from evaluation.boundary import thin as fast_thin
+from utils.thinning import thin as fast_thin
 
 
 def square_outline(size=200):
