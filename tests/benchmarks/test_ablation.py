@@ -1,0 +1,91 @@
+"""benchmarks.ablation: hand-worked summary rows, and one tiny end-to-end run that resumes."""
+import json
+import math
+import os
+
+import pytest
+
+from benchmarks import ablation
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLUMNS = [("semseg", "mIoU", False), ("normals", "mErr", True)]
+
+
+def run(semseg, normals, prelim=None):
+    metrics = {"semseg": {"mIoU": semseg}, "normals": {"mErr": normals}}
+    if prelim is not None:
+        metrics["prelim"] = {"semseg": {"mIoU": prelim[0]}, "normals": {"mErr": prelim[1]}}
+    return {"metrics": metrics, "seconds": 60.0}
+
+
+def test_rows_are_hand_worked_against_the_baseline_mean():
+    # baseline mean: semseg 15, normals 40. feature: semseg (30 - 15) / 15 = +100 %, normals
+    # -(20 - 40) / 40 = +50 % -> Delta_m +75 in both seeds. baseline seeds: (-33.3 + 0) / 2 and
+    # (+33.3 + 0) / 2 -> mean 0, std 23.57. feature's preliminary 15 / 40 is the baseline mean:
+    # refinement gain semseg +15, normals +20 (lower is better), Delta_m 75 points.
+    runs = {"baseline": {0: run(10.0, 40.0, prelim=(10.0, 40.0)), 1: run(20.0, 40.0, prelim=(20.0, 40.0))},
+            "feature": {0: run(30.0, 20.0, prelim=(15.0, 40.0)), 1: run(30.0, 20.0, prelim=(15.0, 40.0))}}
+    rows = ablation.summarise(runs, COLUMNS, "PASCALContext")
+    assert rows["baseline"]["metrics"]["semseg.mIoU"] == pytest.approx((15.0, math.sqrt(50.0)))
+    assert rows["baseline"]["delta_m"] == pytest.approx((0.0, 100 / 3 / math.sqrt(2)))
+    assert rows["feature"]["delta_m"] == pytest.approx((75.0, 0.0))
+    gain = rows["feature"]["refinement_gain"]
+    assert {k: gain[k] for k in ("semseg.mIoU", "normals.mErr", "delta_m")} == {
+        "semseg.mIoU": pytest.approx((15.0, 0.0)), "normals.mErr": pytest.approx((20.0, 0.0)),
+        "delta_m": pytest.approx((75.0, 0.0))}
+    assert rows["baseline"]["refinement_gain"]["delta_m"] == pytest.approx((0.0, 0.0))
+    assert rows["feature"]["seconds"] == pytest.approx((60.0, 0.0))
+    [(other, gap, needed, holds)] = ablation.ordering(rows)
+    assert other == "baseline" and gap == pytest.approx(75.0) and needed == pytest.approx(47.14, abs=0.01) and holds
+    table = ablation.markdown(rows, COLUMNS, "# test", ablation.ordering(rows))
+    assert "| feature | 30.00 ± 0.00 | 20.00 ± 0.00 | +75.00 ± 0.00 | 1.0 |" in table
+    assert "- feature vs baseline: gap +75.00, needed > 47.14: holds" in table
+
+
+def test_one_seed_has_no_spread_and_proves_no_ordering():
+    runs = {"baseline": {0: run(10.0, 40.0)}, "feature": {0: run(30.0, 20.0)}}
+    rows = ablation.summarise(runs, COLUMNS, "PASCALContext")
+    assert math.isnan(rows["feature"]["delta_m"][1])
+    assert math.isnan(rows["feature"]["refinement_gain"]["semseg.mIoU"][0])  # no prelim section
+    [(_, _, needed, holds)] = ablation.ordering(rows)
+    assert math.isnan(needed) and not holds
+    table = ablation.markdown(rows, COLUMNS, "# test", ablation.ordering(rows))
+    assert "| feature | 30.00 | 20.00 | +" in table and "| feature | n/a | n/a | n/a |" in table
+
+
+TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "eval_at_start=false", "backbone_kwargs.depth=1",
+        "backbone_kwargs.num_taps=1", "model_kwargs.embed_dim=16", "eval_kwargs.edge_thresholds_train=3",
+        "eval_kwargs.edge_workers=1", "log_interval=1"]
+
+
+def test_end_to_end_two_variants_and_a_rerun_trains_nothing(tmp_path, monkeypatch):
+    out = str(tmp_path / "ablation")
+    argv = ["--config_exp", os.path.join(ROOT, "configs", "demo.yml"), "--variants", "baseline,feature",
+            "--seeds", "1", "--iters", "2", "--out", out, "--train", "4", "--val", "2", "--size", "32",
+            "--opts", *TINY]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert ablation.main(argv) == 0
+    assert sorted(os.listdir(out)) == ["ablation.json", "ablation.md", "ablation.png", "data", "runs"]
+    result = json.load(open(os.path.join(out, "ablation.json")))
+    assert sorted(result["runs"]) == ["baseline_s0", "feature_s0"]
+    for name, entry in result["runs"].items():
+        assert entry["metrics"]["iteration"] == 2 and entry["seconds"] > 0
+        assert 0 <= entry["metrics"]["edge"]["odsF"] <= 100
+        assert os.path.isfile(os.path.join(out, "runs", name, "last.pth"))
+    # the baseline has no refinement stage: its final and preliminary scores are the same
+    baseline = result["runs"]["baseline_s0"]["metrics"]
+    assert {t: baseline["prelim"][t] for t in ("semseg", "edge")} == {t: baseline[t] for t in ("semseg", "edge")}
+    assert result["rows"]["baseline"]["delta_m"][0] == pytest.approx(0.0)
+    table = open(os.path.join(out, "ablation.md")).read()
+    assert "| baseline |" in table and "| feature |" in table
+
+    def no_training(argv):
+        raise AssertionError(f"retrained: {argv}")
+
+    monkeypatch.setattr(ablation.trainer, "main", no_training)
+    assert ablation.main(argv) == 0  # both rows finished: nothing is trained again
+    again = json.load(open(os.path.join(out, "ablation.json")))
+    assert again["runs"]["feature_s0"]["seconds"] == result["runs"]["feature_s0"]["seconds"]
+
+    # the dataset is made once: other generation arguments for the same folder are refused
+    assert ablation.main([*argv[:argv.index("--train")], "--train", "5", *argv[argv.index("--train") + 2:]]) == 2
