@@ -1,12 +1,14 @@
 """Datasets by name: `build_dataset(cfg, split)` returns the samples of docs/conventions.md."""
+import functools
 import os
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.cityscapes import Cityscapes, CityscapesTrainTransform
+from data.cityscapes import Cityscapes
 from data.metadata import LAYOUT_OF
+from data.mtan_transforms import MTANTrainTransform, MTANValTransform
 from data.nyud import NYUD, NYUDMTAN
 from data.partial_labels import build_task_masks
 from data.pascal_context import PascalContext
@@ -24,8 +26,11 @@ LOADER_KWARGS = {
     "Cityscapes": lambda cfg: {"num_classes": cfg.semseg_classes or DATASET_TASKS["Cityscapes"]["semseg"]},
 }
 
-# Datasets whose protocol has its own training augmentation (default: TrainTransform).
-TRAIN_TRANSFORMS = {"Cityscapes": CityscapesTrainTransform}
+# Datasets whose protocol has its own transforms (default: TrainTransform / ValTransform): the
+# MTAN layouts follow MTPSL's (data/mtan_transforms.py), which flips Cityscapes but not NYUD.
+TRAIN_TRANSFORMS = {"NYUD_MTAN": functools.partial(MTANTrainTransform, flip_prob=0.0),
+                    "Cityscapes": functools.partial(MTANTrainTransform, flip_prob=0.5)}
+VAL_TRANSFORMS = {"NYUD_MTAN": MTANValTransform, "Cityscapes": MTANValTransform}
 
 
 
@@ -96,7 +101,7 @@ def build_dataset(cfg, split):
         transform = TRAIN_TRANSFORMS.get(name, TrainTransform)(tasks, cfg.train_size)
         task_masks = build_task_masks(cfg, loader.ids)
     else:
-        transform = ValTransform(tasks, cfg.val_size)
+        transform = VAL_TRANSFORMS.get(name, ValTransform)(tasks, cfg.val_size)
         task_masks = np.ones((len(loader.ids), len(tasks)), dtype=bool)
     return PartiallyLabelled(loader, transform, task_masks, tasks,
                              augment_seed=cfg.seed if split == "train" else None)

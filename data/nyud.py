@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from data.readers import (DecodedLoader, check_shape, check_tasks, decode_index_labels, decode_normals, depth_2d,
-                          first_existing, read_image, read_npy, read_split, require_dir, row_index_ids)
+from data.readers import (DecodedLoader, MTANLoader, check_shape, check_tasks, decode_index_labels, decode_normals,
+                          depth_2d, first_existing, read_image, read_npy, read_split, require_dir)
 from utils.errors import DataError
 from utils.tasks import DATASET_TASKS, IGNORE_INDEX
 
@@ -82,45 +82,19 @@ class NYUD(DecodedLoader):
         return read_image(path, sample_id, mode="RGB")
 
 
-class NYUDMTAN(DecodedLoader):
+class NYUDMTAN(MTANLoader):
     """MTAN layout: `root` is the nyuv2 folder with {train,val}/{image,label,depth,normal}/
-    <index>.npy. Images are float (H, W, 3) in [0, 1] (uint8 or 0..255 floats are accepted
-    too); labels are class ids with -1 = ignore; depth 0 = invalid; normals in [-1, 1],
-    all-zero vectors marking pixels without a normal (ignored, as MTAN's metric does)."""
+    <index>.npy. Images are float (H, W, 3) in [0, 1], kept so (float32) for the protocol's
+    transform (data/mtan_transforms.py); labels are class ids with -1 = ignore; depth
+    0 = invalid; normals in [-1, 1], all-zero vectors marking pixels without a normal
+    (ignored, as MTAN's metric does)."""
 
     NUM_CLASSES = DATASET_TASKS["NYUD_MTAN"]["semseg"]
 
     def __init__(self, root, split, tasks, transform=None):
-        require_dir(root, "NYUD (MTAN layout) root")
-        self.root = root
-        self.split = split
-        self.tasks = check_tasks("NYUD_MTAN", tasks, DATASET_TASKS["NYUD_MTAN"])
-        self.transform = transform
-        self.ids = row_index_ids(os.path.join(root, split, "image"), f"NYUD (MTAN layout) split '{split}'")
+        super().__init__(root, split, tasks, transform, "NYUD_MTAN", "NYUD (MTAN layout)")
+        self.folders = {"semseg": "label", "depth": "depth", "normals": "normal"}
         self._decoders = {"semseg": self._semseg, "depth": self._depth, "normals": self._normals}
-
-    def _path(self, folder, sample_id):
-        return os.path.join(self.root, self.split, folder, f"{sample_id}.npy")
-
-    def files(self, index, tasks=None):
-        """The files `load(index, tasks)` reads, each as a tuple of alternatives (one must exist)."""
-        sample_id = self.ids[index]
-        decode = self.tasks if tasks is None else tasks
-        folders = {"semseg": "label", "depth": "depth", "normals": "normal"}
-        return [(self._path("image", sample_id),)] + \
-            [(self._path(folders[task], sample_id),) for task in self.tasks if task in decode]
-
-    def _image(self, sample_id):
-        path = self._path("image", sample_id)
-        image = read_npy(path, sample_id)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise DataError(f"{path} (sample {sample_id!r}): image must be (H, W, 3), got {image.shape}")
-        if image.dtype == np.uint8:
-            return image
-        image = image.astype(np.float32)
-        if image.max(initial=0.0) <= 1.0:  # MTAN's [0, 1] floats
-            image = image * 255.0
-        return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
     def _semseg(self, sample_id, shape):
         path = self._path("label", sample_id)

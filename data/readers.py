@@ -8,7 +8,7 @@ import scipy.io
 from PIL import Image
 
 from utils.errors import DataError
-from utils.tasks import IGNORE_INDEX
+from utils.tasks import DATASET_TASKS, IGNORE_INDEX
 
 
 def require_dir(path, what):
@@ -87,6 +87,28 @@ def read_npy(path, sample_id):
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
         raise _corrupt(path, sample_id, err) from None
+
+
+# How far an MTAN image value may lie outside [0, 1] (float rounding in the preprocessing).
+UNIT_IMAGE_TOLERANCE = 1e-6
+
+
+def read_unit_image(path, sample_id):
+    """An MTAN-layout image (NYUD_MTAN, Cityscapes): a float (H, W, 3) .npy in [0, 1], returned
+    as float32 with its values untouched (the protocol resamples the float image). A value
+    outside [0, 1] means a corrupt or differently scaled file, never a silent rescale."""
+    image = read_npy(path, sample_id)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise DataError(f"{path} (sample {sample_id!r}): image must be (H, W, 3), got {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise DataError(f"{path} (sample {sample_id!r}): image must hold floats in [0, 1] (the MTAN layout), "
+                        f"got {image.dtype}")
+    image = image.astype(np.float32, copy=False)
+    outside = ~((image >= -UNIT_IMAGE_TOLERANCE) & (image <= 1 + UNIT_IMAGE_TOLERANCE))  # NaN included
+    if outside.any():
+        raise DataError(f"{path} (sample {sample_id!r}): image values must be in [0, 1], "
+                        f"found {float(image[outside][0]):.7g}")
+    return image
 
 
 def read_mat(path, sample_id, key):
@@ -181,3 +203,31 @@ class DecodedLoader:
     def __getitem__(self, index):
         sample = self.load(index)
         return self.transform(sample) if self.transform is not None else sample
+
+
+class MTANLoader(DecodedLoader):
+    """What the MTAN .npy layouts (NYUD_MTAN, Cityscapes) share: files
+    `root/<split>/<folder>/<index>.npy`, the row indices as sample ids, and float images in
+    [0, 1] (`read_unit_image`). Subclasses set `folders` (task -> folder) and `_decoders`;
+    `dataset` names the tasks' table entry, `what` the layout in messages."""
+
+    def __init__(self, root, split, tasks, transform, dataset, what):
+        require_dir(root, f"{what} root")
+        self.root = root
+        self.split = split
+        self.tasks = check_tasks(dataset, tasks, DATASET_TASKS[dataset])
+        self.transform = transform
+        self.ids = row_index_ids(os.path.join(root, split, "image"), f"{what} split '{split}'")
+
+    def _path(self, folder, sample_id):
+        return os.path.join(self.root, self.split, folder, f"{sample_id}.npy")
+
+    def files(self, index, tasks=None):
+        """The files `load(index, tasks)` reads, each as a tuple of alternatives (one must exist)."""
+        sample_id = self.ids[index]
+        decode = self.tasks if tasks is None else tasks
+        return [(self._path("image", sample_id),)] + \
+            [(self._path(self.folders[task], sample_id),) for task in self.tasks if task in decode]
+
+    def _image(self, sample_id):
+        return read_unit_image(self._path("image", sample_id), sample_id)

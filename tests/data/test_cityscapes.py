@@ -1,5 +1,6 @@
-"""Cityscapes (MTAN layout): the loader on generated data, the protocol's scale-crop,
-build_dataset with the one-label split, and the synthetic street scenes."""
+"""Cityscapes (MTAN layout): the loader on generated data, build_dataset with the one-label
+split and the protocol's transforms (tests/data/test_mtan_transforms.py checks their
+arithmetic), and the synthetic street scenes."""
 import os
 import shutil
 from pathlib import Path
@@ -8,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from data.cityscapes import Cityscapes, CityscapesTrainTransform, scale_crop
+from data.cityscapes import Cityscapes
 from data.datasets import build_dataset
+from data.mtan_transforms import MTANTrainTransform, MTANValTransform
 from data.synthetic import KINDS, generate
 from utils.config import load_config
 from utils.errors import DataError
@@ -69,8 +71,7 @@ def test_loader_round_trip(db_root):
     for index in (0, 6):
         sample = loader.load(index)
         raw = arrays(root, "train", index)
-        assert sample["image"].dtype == np.uint8
-        assert np.array_equal(sample["image"], np.rint(raw["image"] * 255).astype(np.uint8))
+        assert sample["image"].dtype == np.float32 and np.array_equal(sample["image"], raw["image"])  # not quantised
         assert sample["semseg"].dtype == np.uint8
         assert np.array_equal(sample["semseg"], np.where(raw["label_7"] == -1, 255, raw["label_7"]))
         assert sample["depth"].dtype == np.float32 and np.array_equal(sample["depth"], raw["depth"][..., 0])
@@ -93,13 +94,26 @@ def test_loader_round_trip(db_root):
      r"depth.3\.npy \(sample '3'\) is 16x64, the image is 32x64"),
     (lambda root: np.save(root / "train" / "depth" / "3.npy", np.full((32, 64, 1), np.nan, np.float32)),
      r"depth.3\.npy \(sample '3'\): inverse depth must be finite"),
-    (lambda root: np.save(root / "train" / "image" / "3.npy", np.full((32, 64, 3), 2.0, np.float32)),
-     r"image.3\.npy \(sample '3'\): image values must be finite and in \[0, 1\]"),
+    (lambda root: np.save(root / "train" / "image" / "3.npy", np.full((32, 64, 3), 1.0005, np.float32)),
+     r"image.3\.npy \(sample '3'\): image values must be in \[0, 1\], found 1.0005$"),
+    (lambda root: np.save(root / "train" / "image" / "3.npy", np.full((32, 64, 3), -1e-5, np.float64)),
+     r"image.3\.npy \(sample '3'\): image values must be in \[0, 1\], found -1e-05$"),
+    (lambda root: np.save(root / "train" / "image" / "3.npy", np.full((32, 64, 3), 200, np.uint8)),
+     r"image.3\.npy \(sample '3'\): image must hold floats in \[0, 1\] \(the MTAN layout\), got uint8$"),
 ])
 def test_broken_files_name_the_file_and_the_sample(broken_root, damage, message):
     damage(broken_root)
     with pytest.raises(DataError, match=message):
         Cityscapes(str(broken_root), "train", TASKS).load(3)
+
+
+def test_files_lists_what_load_reads(broken_root):
+    """`files` (the run's up-front check for missing files) names the label set in use."""
+    loader = Cityscapes(str(broken_root), "train", TASKS, num_classes=19)
+    folder = broken_root / "train"
+    assert loader.files(2) == [(str(folder / "image" / "2.npy"),), (str(folder / "label_19" / "2.npy"),),
+                               (str(folder / "depth" / "2.npy"),)]
+    assert loader.files(2, ["depth"]) == [(str(folder / "image" / "2.npy"),), (str(folder / "depth" / "2.npy"),)]
 
 
 def test_construction_errors(broken_root):
@@ -114,41 +128,20 @@ def test_construction_errors(broken_root):
         Cityscapes(str(broken_root), "train", TASKS)
 
 
-def test_scale_crop_resizes_back_and_divides_depth():
-    semseg = np.arange(32, dtype=np.uint8).reshape(4, 8)
-    depth = np.arange(32, dtype=np.float32).reshape(4, 8) / 100
-    depth[1, 3] = 255.0  # ignore stays ignore
-    depth[2, 2] = 0.0  # invalid stays invalid
-    image = np.repeat(semseg[..., None], 3, axis=2)
-    sample = {"image": image, "semseg": semseg, "depth": depth, "meta": {"id": "0", "size": (4, 8)},
-              "task_mask": np.array([True, True])}
-    out = scale_crop(sample, 2.0, top=1, left=2)  # the 2x4 window at rows 1-2, columns 2-5
-    window = (slice(1, 3), slice(2, 6))
-    doubled = lambda a: np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)  # noqa: E731 (nearest x2)
-    assert np.array_equal(out["semseg"], doubled(semseg[window]))
-    expected = doubled(depth[window])
-    expected = np.where(expected == 255.0, 255.0, expected / 2.0)
-    assert np.allclose(out["depth"], expected) and (out["depth"] == 255.0).sum() == 4
-    assert (out["depth"] == 0.0).sum() == 4
-    assert out["image"].shape == (4, 8, 3) and out["meta"] == sample["meta"]
-    unscaled = scale_crop(sample, 1.0, top=0, left=0)
-    assert np.array_equal(unscaled["depth"], depth) and np.array_equal(unscaled["semseg"], semseg)
-
-
 def test_train_transform_draws_from_the_protocol_scales(db_root):
+    """Every depth value of a training sample is a stored one divided by one scale of
+    (1, 1.2, 1.5), and each scale occurs."""
     loader = Cityscapes(str(db_root / "cityscapes"), "train", TASKS)
     raw = loader.load(0)
     valid = np.unique(raw["depth"][raw["depth"] > 0])
-    transform = CityscapesTrainTransform(TASKS, (32, 64))
+    transform = MTANTrainTransform(TASKS, (32, 64), flip_prob=0.5)
     seen = set()
     for seed in range(40):
         out = transform(dict(raw, task_mask=np.array([True, True])), rng=np.random.default_rng(seed))
         assert out["image"].shape == (3, 32, 64) and out["semseg"].shape == (32, 64)
         assert out["semseg"].dtype == torch.int64 and out["depth"].shape == (1, 32, 64)
-        assert out["meta"]["size"].tolist() == [32, 64]
         depth = out["depth"][0].numpy()
         values = np.unique(depth[depth > 0])
-        # every output depth is a stored value divided by one scale of (1, 1.2, 1.5)
         for scale in (1.0, 1.2, 1.5):
             if np.isin(values, (valid / np.float32(scale)).astype(np.float32)).all():
                 seen.add(scale)
@@ -156,23 +149,6 @@ def test_train_transform_draws_from_the_protocol_scales(db_root):
         else:
             pytest.fail(f"seed {seed}: depth values are not the stored ones divided by one scale")
     assert seen == {1.0, 1.2, 1.5}
-    unlabelled = transform(dict(loader.load(0, tasks=["semseg"]), task_mask=np.array([True, False])),
-                           rng=np.random.default_rng(0))
-    assert (unlabelled["depth"] == 255).all() and unlabelled["task_mask"].tolist() == [True, False]
-    with pytest.raises(DataError, match="larger than train_size"):
-        CityscapesTrainTransform(TASKS, (32, 32))(raw, rng=np.random.default_rng(0))
-
-
-def test_the_transform_is_deterministic_per_seed_and_flips(db_root):
-    raw = Cityscapes(str(db_root / "cityscapes"), "train", TASKS).load(2)
-    transform = CityscapesTrainTransform(TASKS, (32, 64), scales=(1.0,))
-    outputs = [transform(raw, rng=np.random.default_rng(seed)) for seed in range(8)]
-    again = transform(raw, rng=np.random.default_rng(0))
-    assert torch.equal(outputs[0]["image"], again["image"]) and torch.equal(outputs[0]["depth"], again["depth"])
-    plain = torch.from_numpy(raw["semseg"].astype(np.int64))
-    flipped = [torch.equal(out["semseg"], plain.flip(-1)) for out in outputs]
-    kept = [torch.equal(out["semseg"], plain) for out in outputs]
-    assert any(flipped) and any(kept) and all(f or k for f, k in zip(flipped, kept))
 
 
 def config(db_root, *opts):
@@ -185,7 +161,8 @@ def test_build_dataset_with_an_official_format_split(db_root, tmp_path):
     torch.save({"labels_weights": weights}, tmp_path / "cityscapes_onelabel.pth")
     cfg = config(db_root, f"partial_labels_file={tmp_path / 'cityscapes_onelabel.pth'}")
     train = build_dataset(cfg, "train")
-    assert isinstance(train.transform, CityscapesTrainTransform) and len(train) == 7
+    assert isinstance(train.transform, MTANTrainTransform) and train.transform.flip_prob == 0.5
+    assert isinstance(build_dataset(cfg, "val").transform, MTANValTransform) and len(train) == 7
     assert train.task_masks.tolist() == (weights != 0).tolist()
     for index in range(7):
         sample = train[index]

@@ -1,14 +1,22 @@
-"""NYUD (multi-task layout) and NYUDMTAN (MTAN .npy layout) decode the layouts the README describes."""
+"""NYUD (multi-task layout) and NYUDMTAN (MTAN .npy layout) decode the layouts the README describes;
+build_dataset gives NYUD_MTAN the partial-label protocol's transforms."""
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from data.datasets import build_dataset
+from data.mtan_transforms import MTANTrainTransform, MTANValTransform
 from data.nyud import NYUD, NYUDMTAN
 from data.synthetic import generate
+from utils.config import load_config
 from utils.errors import DataError
+
+REPO = Path(__file__).resolve().parents[2]
 
 NYUD_TASKS = ["semseg", "depth", "normals", "edge"]
 MTAN_TASKS = ["semseg", "depth", "normals"]
@@ -92,8 +100,7 @@ def test_mtan_samples(sources):
         sample = dataset[index]
         assert sample["meta"] == {"id": str(index), "size": (24, 32)}
         stored = np.load(os.path.join(root, "train", "image", f"{index}.npy"))
-        assert sample["image"].dtype == np.uint8
-        assert np.array_equal(sample["image"], np.rint(stored * 255).astype(np.uint8))
+        assert sample["image"].dtype == np.float32 and np.array_equal(sample["image"], stored)  # not quantised
         labels = np.load(os.path.join(root, "train", "label", f"{index}.npy"))
         assert np.array_equal(sample["semseg"], np.where(labels == -1, 255, labels).astype(np.uint8))
         depth = sample["depth"]
@@ -105,18 +112,38 @@ def test_mtan_samples(sources):
         assert (none == (depth == 0)).all()
 
 
-def test_mtan_minus_one_is_ignore_and_2d_depth_and_uint8_images(mtan_root):
+def test_mtan_minus_one_is_ignore_and_2d_depth_and_float64_images(mtan_root):
     dataset = NYUDMTAN(str(mtan_root), "val", MTAN_TASKS)
     labels = np.full((24, 32), 3, np.float32)
     labels[0, 0] = -1
     np.save(mtan_root / "val" / "label" / "0.npy", labels)
     depth = np.full((24, 32), 2.5, np.float32)
     np.save(mtan_root / "val" / "depth" / "0.npy", depth)
-    image = np.full((24, 32, 3), 7, np.uint8)
+    image = np.full((24, 32, 3), 0.25, np.float64)
+    image[0, 0] = [0.0, 1.0, 1.0 + 5e-7]  # within the 1e-6 tolerance: kept as stored
     np.save(mtan_root / "val" / "image" / "0.npy", image)
     sample = dataset[0]
     assert sample["semseg"][0, 0] == 255 and (sample["semseg"].ravel()[1:] == 3).all()
-    assert np.array_equal(sample["depth"], depth) and np.array_equal(sample["image"], image)
+    assert np.array_equal(sample["depth"], depth)
+    assert sample["image"].dtype == np.float32 and np.array_equal(sample["image"], image.astype(np.float32))
+
+
+@pytest.mark.parametrize("value, found", [(1.0005, "1.0005"), (255.0, "255"), (-2e-6, "-2e-06"), (np.nan, "nan")])
+def test_mtan_image_outside_unit_range_is_corrupt(mtan_root, value, found):
+    """One value outside [0, 1] (beyond 1e-6) is a corrupt file, never a silently rescaled image."""
+    image = np.full((24, 32, 3), 0.5, np.float32)
+    image[3, 4, 1] = value
+    path = mtan_root / "train" / "image" / "2.npy"
+    np.save(path, image)
+    message = _error(NYUDMTAN(str(mtan_root), "train", MTAN_TASKS).__getitem__, 2)
+    assert message == f"{path} (sample '2'): image values must be in [0, 1], found {found}"
+
+
+def test_mtan_integer_images_are_rejected(mtan_root):
+    path = mtan_root / "train" / "image" / "2.npy"
+    np.save(path, np.full((24, 32, 3), 7, np.uint8))
+    message = _error(NYUDMTAN(str(mtan_root), "train", MTAN_TASKS).load, 2)
+    assert message == f"{path} (sample '2'): image must hold floats in [0, 1] (the MTAN layout), got uint8"
 
 
 def test_mtan_label_out_of_range(mtan_root):
@@ -164,3 +191,27 @@ def test_mtan_bad_files_name_the_file_and_sample(mtan_root, folder, damage):
         path.write_bytes(path.read_bytes()[:30])
     message = _error(dataset.__getitem__, 5)
     assert "'5'" in message and str(path) in message
+
+
+def test_build_dataset_uses_the_protocol_transform_seeded_per_sample(tmp_path):
+    """Training samples are the protocol's scale-crop drawn from (seed, epoch, index);
+    validation samples are the stored maps, only normalised."""
+    generate("nyud_mtan", str(tmp_path), 5, 2, (32, 48), seed=4)
+    config = str(REPO / "configs" / "nyud" / "mtan_resnet18_onelabel.yml")
+    opts = [f"db_root={tmp_path}", f"output_dir={tmp_path}", "train_size=[32,48]", "seed=3"]
+    cfg = load_config(config, opts=opts + ["val_size=[32,48]"])
+    train = build_dataset(cfg, "train")
+    transform = MTANTrainTransform(MTAN_TASKS, (32, 48), flip_prob=0.0)
+    for epoch in (0, 1):
+        train.set_epoch(epoch)
+        for index in (0, 4):
+            labelled = [task for task, on in zip(MTAN_TASKS, train.task_masks[index]) if on]
+            raw = dict(train.loader.load(index, labelled), task_mask=train.task_masks[index])
+            expected = transform(raw, rng=np.random.default_rng([3, epoch, index]))
+            sample = train[index]
+            assert all(torch.equal(sample[key], expected[key]) for key in MTAN_TASKS + ["image"])
+    val = build_dataset(cfg, "val")
+    expected = MTANValTransform(MTAN_TASKS, (32, 48))(val.loader.load(1))
+    assert all(torch.equal(val[1][key], expected[key]) for key in MTAN_TASKS + ["image"])
+    with pytest.raises(DataError, match=r"val_size is 64x48; .*set val_size to \[32, 48\]"):
+        build_dataset(load_config(config, opts=opts + ["val_size=[64,48]"]), "val")[0]
