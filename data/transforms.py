@@ -1,19 +1,31 @@
-"""Raw numpy samples -> training / validation tensors (docs/conventions.md).
+"""Raw numpy samples -> training / validation tensors, as the public release makes them
+(README, Datasets; docs/conventions.md).
 
-Training (the public release's): random scale 0.5-2 (depth divided by the scale), random crop
-to `train_size` redrawn (up to 10 windows) while one semseg class covers > 75% of it,
-horizontal flip (normal x negated), photometric jitter, ImageNet normalisation, padding
-bottom/right with 255 (the image with 0 after normalisation, i.e. the mean colour).
-Validation: normalisation and padding bottom/right to `val_size`, never resizing.
-Either way `meta["size"]` is the unpadded extent, so `[:size[0], :size[1]]` is the content,
-and a human_parts map without any part pixel becomes all-ignore (`ignore_partless`).
+Training (PASCAL-Context and NYUD 4-task; the release's transform file, which ATRC and
+InvPT share), in this order:
+1. scale by s ~ U(0.5, 2): size (int(H s), int(W s)), the float image bilinear, every
+   target with OpenCV's legacy nearest neighbour, depth divided by s (s == 1: untouched);
+2. crop to `train_size`, the window redrawn (up to 10 checks) while semseg has fewer
+   than two classes or one class covers >= 75% of its labelled pixels;
+3. horizontal flip (p 0.5), normals' x negated;
+4. mmseg's photometric distortion on the uint8 image (the float image truncated);
+5. ImageNet normalisation, then padding to `train_size` with the content centred.
+Validation: normalisation and centred padding to `val_size`, never resizing.
 
-Randomness: every draw comes from a `numpy.random.Generator` passed as `rng`. Training
+Either way `meta["size"]` is the content's (H, W) and `meta["offset"]` its top-left
+corner in the padded maps; `content_windows(meta)` is where every consumer (metrics,
+saved predictions, inference.py) reads that window. A human_parts map without any part
+pixel becomes all-ignore (`ignore_partless`).
+
+Randomness: every draw comes from a `numpy.random.Generator` passed as `rng` (the release
+draws from Python's `random`; the distributions are the same). Training
 (`data.datasets.PartiallyLabelled`) passes one seeded with (seed, epoch, sample index),
 so augmentations do not depend on workers, processes or where a resumed run starts.
 Called without one, `TrainTransform` seeds a Generator from torch's global generator
 (`torch.randint`); numpy's global state is never touched.
 """
+from typing import NamedTuple, Optional
+
 import cv2
 import numpy as np
 import torch
@@ -28,8 +40,17 @@ UINT8_TASKS = ("semseg", "human_parts", "sal", "edge")  # raw (H, W) uint8 maps
 CLASS_TASKS = ("semseg", "human_parts", "sal")  # -> int64 (H, W)
 CHANNEL_TASKS = ("edge", "depth")  # -> float32 (1, H, W)
 
-# Gray weights (ITU-R BT.601) used by the contrast and saturation jitter.
-GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+# What the padding holds, per target. The release pads depth with 0 (no measurement, as
+# ours) and normals with 0, which its ignore step (AddIgnoreRegions: zero-length vector ->
+# 255) turns into 255 before the loss sees them: the same tensors as padding with 255.
+PAD_VALUE = {"semseg": IGNORE_INDEX, "human_parts": IGNORE_INDEX, "sal": IGNORE_INDEX, "edge": IGNORE_INDEX,
+             "normals": IGNORE_INDEX, "depth": 0}
+
+# mmseg's PhotoMetricDistortion defaults, which the release uses.
+BRIGHTNESS_DELTA = 32
+CONTRAST_RANGE = (0.5, 1.5)
+SATURATION_RANGE = (0.5, 1.5)
+HUE_DELTA = 18  # OpenCV hue units (2 degrees); the shift is drawn from -18..17
 
 
 def rng_from_torch():
@@ -55,21 +76,30 @@ def blank(shape, dtype):
     return np.broadcast_to(np.array(IGNORE_INDEX, dtype), shape)
 
 
-def random_scale(sample, scale):
-    """Resize image (bilinear) and targets (nearest); depth in metres is divided by `scale`.
+# ------------------------------------------------------------------------ 1. scale
 
-    All-ignore targets are not resized: they become `blank` maps of the new size.
-    """
-    height, width = sample["image"].shape[:2]
-    dsize = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2: (W, H)
+def scaled_size(height, width, scale):
+    """The release's scaled size: int(H * s), int(W * s), truncated (at least 1 pixel)."""
+    return max(1, int(height * scale)), max(1, int(width * scale))
+
+
+def random_scale(sample, scale):
+    """Resize as the release does: the image as float32 with bilinear interpolation (the
+    truncation to uint8 comes with the photometric step), targets with OpenCV's legacy
+    nearest neighbour (source index floor(dst * in / out)); depth in metres is divided by
+    `scale`. scale == 1 returns `sample` itself. All-ignore targets become `blank` maps."""
+    if scale == 1.0:
+        return sample
+    height, width = scaled_size(*sample["image"].shape[:2], scale)
+    dsize = (width, height)  # cv2: (W, H)
     out = dict(sample)
-    out["image"] = cv2.resize(sample["image"], dsize, interpolation=cv2.INTER_LINEAR)
+    out["image"] = cv2.resize(sample["image"].astype(np.float32), dsize, interpolation=cv2.INTER_LINEAR)
     for key in _targets(sample):
         value = sample[key]
         if is_blank(value):
-            out[key] = blank((dsize[1], dsize[0]) + value.shape[2:], value.dtype)
+            out[key] = blank((height, width) + value.shape[2:], value.dtype)
             continue
-        resized = cv2.resize(value, dsize, interpolation=cv2.INTER_NEAREST_EXACT)
+        resized = cv2.resize(value, dsize, interpolation=cv2.INTER_NEAREST)
         if key == "depth":
             # A farther camera sees everything smaller: scaling by s divides the depth by s.
             resized = np.where(resized == IGNORE_INDEX, resized, resized / np.float32(scale))
@@ -77,48 +107,45 @@ def random_scale(sample, scale):
     return out
 
 
-def dominant_class_fraction(semseg):
-    """Share of the most frequent class among the non-ignored pixels (0 when none)."""
-    counts = np.bincount(semseg.ravel())
-    if len(counts) > IGNORE_INDEX:
-        counts[IGNORE_INDEX] = 0
-    total = int(counts.sum())
-    return float(counts.max()) / total if total else 0.0
+# ------------------------------------------------------------------------- 2. crop
+
+def crop_accepted(semseg, max_ratio=0.75):
+    """The release's crop check (cat_max_ratio): among the labelled pixels (not 255) of the
+    window, at least two classes, and the most frequent one under `max_ratio` of them."""
+    counts = np.bincount(semseg.ravel(), minlength=IGNORE_INDEX + 1)[:IGNORE_INDEX]
+    counts = counts[counts > 0]
+    return len(counts) > 1 and counts.max() / counts.sum() < max_ratio
 
 
 def choose_crop(shape, size, rng, semseg=None, max_ratio=0.75, tries=10):
-    """Top-left corner of a `size` crop in an image of `shape`.
+    """Top-left corner of a `size` window in an image of `shape`, each offset uniform in
+    0..max(H - h, 0) (both ends included).
 
-    With `semseg` given, windows are redrawn (up to `tries` in all) while one class covers
-    more than `max_ratio` of the window's labelled pixels; the last window is kept when
-    none passes. Images smaller than the crop have one window, at (0, 0).
+    With `semseg` given, as the release: up to `tries` windows are checked
+    (`crop_accepted`); a rejected one is replaced by a new draw, so after `tries`
+    rejections the window drawn last (the 11th by default) is used unchecked.
     """
     height, width = shape
     crop_h, crop_w = size
-    for _ in range(tries):
-        top = int(rng.integers(0, max(height - crop_h, 0) + 1))
-        left = int(rng.integers(0, max(width - crop_w, 0) + 1))
-        if semseg is None or (height <= crop_h and width <= crop_w):
-            break
-        if dominant_class_fraction(semseg[top:top + crop_h, left:left + crop_w]) <= max_ratio:
-            break
+
+    def draw():
+        return (int(rng.integers(0, max(height - crop_h, 0) + 1)),
+                int(rng.integers(0, max(width - crop_w, 0) + 1)))
+
+    top, left = draw()
+    if semseg is not None:
+        for _ in range(tries):
+            if crop_accepted(semseg[top:top + crop_h, left:left + crop_w], max_ratio):
+                break
+            top, left = draw()
     return top, left
 
 
-def hflip(sample):
-    """Mirror every map; the x component of valid normals changes sign."""
-    out = {key: (np.ascontiguousarray(value[:, ::-1]) if key not in ("meta", "task_mask") else value)
-           for key, value in sample.items()}
-    if "normals" in out:
-        normals = out["normals"]
-        valid = normals[..., 0] != IGNORE_INDEX
-        normals[..., 0] = np.where(valid, -normals[..., 0], normals[..., 0])
-    return out
-
+# ------------------------------------------------------------------------- 3. flip
 
 def mirror(sample):
-    """`hflip` for `TrainTransform.augment`: `blank` maps stay views, the others are
-    flipped by OpenCV into contiguous copies (later steps read them fast)."""
+    """Mirror every map; the x component of valid normals changes sign. `blank` maps stay
+    views, the others are flipped by OpenCV into contiguous copies (later steps read them fast)."""
     out = dict(sample)
     for key in ["image"] + _targets(sample):
         value = sample[key]
@@ -134,46 +161,63 @@ def mirror(sample):
     return out
 
 
-def wrap_degrees(hue):
-    """`hue % 360` (NumPy's floor modulo, float32) for hue in (-360, 720), without the slow
-    general modulo: the same bits, -0 and values that round to 360 included."""
-    hue = np.where(hue >= 360, hue - np.float32(360), hue)  # exact: Sterbenz
-    return np.where(hue < 0, hue + np.float32(360), hue) + np.float32(0)  # + 0: -0 -> +0
+# ------------------------------------------------------------ 4. photometric distortion
+
+class Photometric(NamedTuple):
+    """The random choices of one photometric distortion; None = the step is skipped."""
+    brightness: Optional[float]  # added to every value
+    contrast: Optional[float]  # every value multiplied by it
+    contrast_first: bool  # contrast right after brightness, else after hue
+    saturation: Optional[float]  # OpenCV's uint8 S channel multiplied by it
+    hue: Optional[int]  # added to OpenCV's uint8 H channel (2-degree units), modulo 180
 
 
-def photometric_jitter(image, rng, prob=0.5):
-    """Brightness, contrast, saturation and hue jitter, each applied with `prob`.
+def draw_photometric(rng, prob=0.5):
+    """mmseg's PhotoMetricDistortion draws: each step with probability `prob`, brightness
+    U(-32, 32), contrast and saturation U(0.5, 1.5), hue an integer in -18..17, and contrast
+    second or last with probability 1/2 (drawn in the order the steps run)."""
 
-    uint8 or float (H, W, 3) RGB in [0, 255] -> float32 in [0, 255]. Ranges as is usual
-    in the field: brightness +-32, contrast and saturation x[0.5, 1.5], hue +-36 degrees.
-    Each step works in place on one float32 copy of the image.
-    """
-    image = np.array(image, dtype=np.float32, order="C")
-    if rng.random() < prob:
-        np.add(image, np.float32(rng.uniform(-32, 32)), out=image)
-        np.clip(image, 0, 255, out=image)
-    if rng.random() < prob:
-        mean = float((image @ GRAY_WEIGHTS).mean())
-        np.subtract(image, mean, out=image)
-        np.multiply(image, np.float32(rng.uniform(0.5, 1.5)), out=image)
-        np.add(image, mean, out=image)
-        np.clip(image, 0, 255, out=image)
-    if rng.random() < prob:
-        gray = (image @ GRAY_WEIGHTS)[..., None]
-        gray = np.repeat(gray, 3, axis=2)  # (H, W, 3): no broadcasting over 3-long rows
-        np.subtract(image, gray, out=image)
-        np.multiply(image, np.float32(rng.uniform(0.5, 1.5)), out=image)
-        np.add(image, gray, out=image)
-        np.clip(image, 0, 255, out=image)
-    if rng.random() < prob:
-        np.divide(image, 255.0, out=image)
-        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)  # float input: H in [0, 360)
-        hsv[..., 0] = wrap_degrees(hsv[..., 0] + np.float32(rng.uniform(-36, 36)))
+    def maybe(draw):
+        return draw() if rng.random() < prob else None
+
+    brightness = maybe(lambda: float(rng.uniform(-BRIGHTNESS_DELTA, BRIGHTNESS_DELTA)))
+    contrast_first = bool(rng.random() < 0.5)
+    contrast = maybe(lambda: float(rng.uniform(*CONTRAST_RANGE))) if contrast_first else None
+    saturation = maybe(lambda: float(rng.uniform(*SATURATION_RANGE)))
+    hue = maybe(lambda: int(rng.integers(-HUE_DELTA, HUE_DELTA)))
+    if not contrast_first:
+        contrast = maybe(lambda: float(rng.uniform(*CONTRAST_RANGE)))
+    return Photometric(brightness, contrast, contrast_first, saturation, hue)
+
+
+def scale_shift(values, alpha=1.0, beta=0.0):
+    """mmseg's `convert`: clip(values * alpha + beta, 0, 255) in float32, truncated to uint8."""
+    return np.clip(values.astype(np.float32) * np.float32(alpha) + np.float32(beta), 0, 255).astype(np.uint8)
+
+
+def photometric_distortion(image, params):
+    """mmseg's PhotoMetricDistortion with the choices `params`, as the release runs it:
+    on the image truncated to uint8 (H, W, 3) RGB, each step rounding down to uint8, the
+    colour steps in OpenCV's uint8 HSV (H in 0..179). Returns uint8 (H, W, 3)."""
+    image = image.astype(np.uint8)
+    if params.brightness is not None:
+        image = scale_shift(image, beta=params.brightness)
+    if params.contrast_first and params.contrast is not None:
+        image = scale_shift(image, alpha=params.contrast)
+    if params.saturation is not None:
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        hsv[..., 1] = scale_shift(hsv[..., 1], alpha=params.saturation)
         image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-        np.multiply(image, 255.0, out=image)
-        np.clip(image, 0, 255, out=image)
+    if params.hue is not None:
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(np.int16) + params.hue) % 180
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if not params.contrast_first and params.contrast is not None:
+        image = scale_shift(image, alpha=params.contrast)
     return image
 
+
+# ------------------------------------------------------- 5. normalise, pad, tensors
 
 def normalize_into(image, out):
     """(H, W, 3) RGB in [0, 255] -> ImageNet-normalised, written into `out` (3, H, W) float32."""
@@ -203,41 +247,74 @@ def ignore_partless(parts):
     return parts
 
 
-def _padded(value, shape, dtype, height, width, channels_first=False):
+def centred_offset(content, canvas):
+    """(top, left) of a `content` (h, w) centred in a `canvas` (H, W), as the release pads:
+    ((H - h) // 2, (W - w) // 2), so an odd difference leaves the extra row / column at
+    the bottom / right."""
+    return (canvas[0] - content[0]) // 2, (canvas[1] - content[1]) // 2
+
+
+def content_windows(meta):
+    """(B, 4) int64 [top, left, height, width]: where each sample's content lies in its
+    padded maps, from a collated batch's `meta` (a single sample's meta gives (1, 4)).
+
+    The one place that reads the window: metrics, saved predictions, TensorBoard images
+    and inference.py crop with it. A meta without "offset" (samples that were never
+    padded) has its content at (0, 0).
+    """
+    size = torch.as_tensor(meta["size"], dtype=torch.int64).reshape(-1, 2)
+    offset = meta.get("offset")
+    offset = torch.zeros_like(size) if offset is None else torch.as_tensor(offset, dtype=torch.int64).reshape(-1, 2)
+    return torch.cat([offset, size], dim=1)
+
+
+def crop_to_content(array, window):
+    """`array`'s last two axes cut to `window` ([top, left, height, width], a row of
+    `content_windows`): the padding removed."""
+    top, left, height, width = (int(v) for v in window)
+    return array[..., top:top + height, left:left + width]
+
+
+def _padded(value, shape, dtype, window, fill, channels_first=False):
     """`value` (height, width[, C]) as a new `dtype` array of `shape` ((H, W), (1, H, W), or
-    (C, H, W) with `channels_first`), padded bottom/right with 255: one copy, whatever the
-    memory layout of `value` (cropped, mirrored or `blank` maps)."""
+    (C, H, W) with `channels_first`), placed at `window` (top, left, height, width) on a
+    canvas of `fill`: one copy, whatever the memory layout of `value` (cropped, mirrored
+    or `blank` maps). A `blank` map stays all-ignore, padding included."""
     if is_blank(value):
         return np.full(shape, IGNORE_INDEX, dtype)
+    top, left, height, width = window
     unpadded = (height, width) == tuple(shape[-2:])
-    canvas = np.empty(shape, dtype) if unpadded else np.full(shape, IGNORE_INDEX, dtype)
+    canvas = np.empty(shape, dtype) if unpadded else np.full(shape, fill, dtype)
     view = canvas.transpose(1, 2, 0) if channels_first else canvas.reshape(shape[-2:])
-    view[:height, :width] = value
+    view[top:top + height, left:left + width] = value
     return canvas
 
 
 def pad_and_tensorize(sample, tasks, size, task_mask):
-    """Pad bottom/right to `size` (image 0, targets 255) and convert to the conventions' tensors.
-
-    human_parts maps without a part pixel become all-ignore here (`ignore_partless`).
-    """
+    """Normalise, pad to `size` with the content centred (`centred_offset`; fills:
+    `PAD_VALUE`, the image 0 after normalisation, i.e. the mean colour) and convert to the
+    conventions' tensors. human_parts maps without a part pixel become all-ignore here."""
     height, width = sample["image"].shape[:2]
     out_h, out_w = size
+    top, left = centred_offset((height, width), size)
+    window = (top, left, height, width)
     image = np.zeros((3, out_h, out_w), np.float32)
-    normalize_into(sample["image"], image[:, :height, :width])
+    normalize_into(sample["image"], image[:, top:top + height, left:left + width])
     out = {"image": torch.from_numpy(image)}
     for task in tasks:
+        fill = PAD_VALUE[task]
         if task in CLASS_TASKS:
-            target = _padded(sample[task], (out_h, out_w), np.int64, height, width)
+            target = _padded(sample[task], (out_h, out_w), np.int64, window, fill)
         elif task in CHANNEL_TASKS:
-            target = _padded(sample[task], (1, out_h, out_w), np.float32, height, width)
+            target = _padded(sample[task], (1, out_h, out_w), np.float32, window, fill)
         else:  # normals (H, W, 3) -> (3, H, W)
-            target = _padded(sample[task], (3, out_h, out_w), np.float32, height, width, channels_first=True)
+            target = _padded(sample[task], (3, out_h, out_w), np.float32, window, fill, channels_first=True)
         if task == "human_parts":
             ignore_partless(target)
         out[task] = torch.from_numpy(target)
     out["task_mask"] = torch.as_tensor(task_mask, dtype=torch.bool)
-    out["meta"] = {"id": str(sample["meta"]["id"]), "size": torch.tensor([height, width], dtype=torch.int64)}
+    out["meta"] = {"id": str(sample["meta"]["id"]), "size": torch.tensor([height, width], dtype=torch.int64),
+                   "offset": torch.tensor([top, left], dtype=torch.int64)}
     return out
 
 
@@ -248,15 +325,16 @@ def _task_mask(sample, tasks):
 
 
 class TrainTransform:
-    """Training augmentation; `sample` may carry `task_mask` (T,) in `tasks` order."""
+    """The release's training augmentation (module docstring); `sample` may carry
+    `task_mask` (T,) in `tasks` order."""
 
-    def __init__(self, tasks, size, scale_range=(0.5, 2.0), flip_prob=0.5, jitter_prob=0.5,
+    def __init__(self, tasks, size, scale_range=(0.5, 2.0), flip_prob=0.5, photometric_prob=0.5,
                  max_class_ratio=0.75, crop_tries=10):
         self.tasks = list(tasks)
         self.size = tuple(size)
         self.scale_range = scale_range
         self.flip_prob = flip_prob
-        self.jitter_prob = jitter_prob
+        self.photometric_prob = photometric_prob
         self.max_class_ratio = max_class_ratio
         self.crop_tries = crop_tries
 
@@ -266,11 +344,12 @@ class TrainTransform:
         return pad_and_tensorize(self.augment(sample, rng, task_mask), self.tasks, self.size, task_mask)
 
     def augment(self, sample, rng, task_mask):
-        """Scale, crop, flip and jitter a raw sample; maps may come back as views (cropped,
-        mirrored or `blank`), which `pad_and_tensorize` copies once."""
+        """Scale, crop, flip and distort a raw sample (steps 1-4); maps may come back as
+        views (cropped, mirrored or `blank`), which `pad_and_tensorize` copies once."""
         sample = random_scale(sample, float(rng.uniform(*self.scale_range)))
 
-        # The crop rule looks at semseg only where semseg is labelled for this sample.
+        # The crop rule looks at semseg only where semseg is labelled for this sample (an
+        # all-ignore map would reject every window: the 11th, a uniform draw, is the same).
         semseg_labelled = "semseg" in self.tasks and task_mask[self.tasks.index("semseg")]
         top, left = choose_crop(sample["image"].shape[:2], self.size, rng,
                                 semseg=sample["semseg"] if semseg_labelled else None,
@@ -282,12 +361,12 @@ class TrainTransform:
 
         if rng.random() < self.flip_prob:
             sample = mirror(sample)
-        sample["image"] = photometric_jitter(sample["image"], rng, self.jitter_prob)
+        sample["image"] = photometric_distortion(sample["image"], draw_photometric(rng, self.photometric_prob))
         return sample
 
 
 class ValTransform:
-    """Validation: normalise and pad bottom/right to `size`; larger images are an error."""
+    """Validation: normalise and pad to `size`, the content centred; larger images are an error."""
 
     def __init__(self, tasks, size):
         self.tasks = list(tasks)

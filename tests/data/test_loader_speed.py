@@ -1,7 +1,7 @@
 """The fast loader paths compute exactly what a straightforward implementation computes.
 
 The references below are the plain versions of the training transform (resize every map,
-crop, copy-flip, float jitter, pad, convert), of the boundary labels (float64 Laplacian,
+crop, copy-flip, the release's photometric steps, pad, convert), of the boundary labels (float64 Laplacian,
 skimage's `thin`) and of the normals decoding (arithmetic, `np.isin`). Images and labels
 must match bit for bit: no resampling of the image was changed.
 """
@@ -20,44 +20,46 @@ from data.pascal_context import LabelCache, PascalContext, label_boundaries, nor
 from utils.thinning import thin
 from data.readers import read_image
 from data.synthetic import generate
-from data.transforms import TrainTransform, ValTransform, ignore_partless, wrap_degrees
+from data.transforms import TrainTransform, ValTransform, ignore_partless
+from tests.data.release_reference import photometric
 from utils.tasks import IGNORE_INDEX
 
 PASCAL_TASKS = ["semseg", "human_parts", "sal", "normals", "edge"]
 ALL_TASKS = ["semseg", "human_parts", "sal", "depth", "normals", "edge"]
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
-GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 # ---------------------------------------------------------------- reference computations
-def reference_jitter(image, rng, prob):
-    image = image.astype(np.float32)
-    if rng.random() < prob:
-        image = np.clip(image + np.float32(rng.uniform(-32, 32)), 0, 255)
-    if rng.random() < prob:
-        mean = float((image @ GRAY).mean())
-        image = np.clip((image - mean) * np.float32(rng.uniform(0.5, 1.5)) + mean, 0, 255)
-    if rng.random() < prob:
-        gray = (image @ GRAY)[..., None]
-        image = np.clip(gray + (image - gray) * np.float32(rng.uniform(0.5, 1.5)), 0, 255)
-    if rng.random() < prob:
-        hsv = cv2.cvtColor(image / 255.0, cv2.COLOR_RGB2HSV)
-        hsv[..., 0] = (hsv[..., 0] + np.float32(rng.uniform(-36, 36))) % 360
-        image = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0, 0, 255)
-    return image
+def reference_photometric(image, rng, prob):
+    """The release's photometric steps with the choices drawn as data.transforms draws them."""
+    def maybe(draw):
+        return draw() if rng.random() < prob else None
+
+    brightness = maybe(lambda: rng.uniform(-32, 32))
+    contrast_first = rng.random() < 0.5
+    contrast = maybe(lambda: rng.uniform(0.5, 1.5)) if contrast_first else None
+    saturation = maybe(lambda: rng.uniform(0.5, 1.5))
+    hue = maybe(lambda: int(rng.integers(-18, 18)))
+    if not contrast_first:
+        contrast = maybe(lambda: rng.uniform(0.5, 1.5))
+    return photometric(image, brightness, contrast, contrast_first, saturation, hue)
 
 
 def reference_tensors(sample, tasks, size):
+    """Normalise, pad centred (depth with 0, the rest with 255; an unlabelled map, all 255,
+    stays all 255), convert."""
     height, width = sample["image"].shape[:2]
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
     image = np.zeros((3, *size), np.float32)
     normalised = (sample["image"].astype(np.float32) / 255.0 - MEAN) / STD
-    image[:, :height, :width] = normalised.transpose(2, 0, 1)
+    image[:, top:top + height, left:left + width] = normalised.transpose(2, 0, 1)
     out = {"image": torch.from_numpy(image)}
     for task in tasks:
         value = sample[task]
-        canvas = np.full(size + value.shape[2:], IGNORE_INDEX, value.dtype)
-        canvas[:height, :width] = value
+        fill = 0 if task == "depth" and not (value == IGNORE_INDEX).all() else IGNORE_INDEX
+        canvas = np.full(size + value.shape[2:], fill, value.dtype)
+        canvas[top:top + height, left:left + width] = value
         if task == "human_parts":
             ignore_partless(canvas)
         if task in ("semseg", "human_parts", "sal"):
@@ -67,39 +69,47 @@ def reference_tensors(sample, tasks, size):
         else:
             out[task] = torch.from_numpy(np.ascontiguousarray(canvas.astype(np.float32).transpose(2, 0, 1)))
     out["size"] = torch.tensor([height, width])
+    out["offset"] = torch.tensor([top, left])
     return out
 
 
-def reference_train(sample, tasks, size, task_mask, rng, flip_prob=0.5, jitter_prob=0.5):
-    """Scale every map, choose the crop (10 tries, 75% rule on labelled semseg), crop,
-    flip by copying, jitter in float, pad and convert."""
+def reference_train(sample, tasks, size, task_mask, rng, flip_prob=0.5, photometric_prob=0.5):
+    """Scale every map (truncated size, float image bilinear, labels legacy nearest, depth / s),
+    choose the crop (up to 10 checks on labelled semseg, then the 11th window), crop, flip by
+    copying, the release's photometric steps, pad and convert."""
     scale = float(rng.uniform(0.5, 2.0))
     height, width = sample["image"].shape[:2]
-    dsize = (max(1, round(width * scale)), max(1, round(height * scale)))
-    scaled = {"image": cv2.resize(sample["image"], dsize, interpolation=cv2.INTER_LINEAR)}
+    dsize = (int(width * scale), int(height * scale))
+    scaled = {"image": cv2.resize(sample["image"].astype(np.float32), dsize, interpolation=cv2.INTER_LINEAR)}
     for task in tasks:
-        resized = cv2.resize(sample[task], dsize, interpolation=cv2.INTER_NEAREST_EXACT)
+        resized = cv2.resize(sample[task], dsize, interpolation=cv2.INTER_NEAREST)
         if task == "depth":
             resized = np.where(resized == IGNORE_INDEX, resized, resized / np.float32(scale))
         scaled[task] = resized
     scaled_h, scaled_w = dsize[1], dsize[0]
-    check = "semseg" in tasks and task_mask[tasks.index("semseg")] and (scaled_h > size[0] or scaled_w > size[1])
-    for _ in range(10):
-        top = int(rng.integers(0, max(scaled_h - size[0], 0) + 1))
-        left = int(rng.integers(0, max(scaled_w - size[1], 0) + 1))
-        if not check:
-            break
-        window = scaled["semseg"][top:top + size[0], left:left + size[1]]
-        valid = window[window != IGNORE_INDEX]
-        if valid.size == 0 or np.bincount(valid).max() / valid.size <= 0.75:
-            break
+
+    def window_at(top, left):
+        return scaled["semseg"][top:top + size[0], left:left + size[1]]
+
+    def draw():
+        return (int(rng.integers(0, max(scaled_h - size[0], 0) + 1)),
+                int(rng.integers(0, max(scaled_w - size[1], 0) + 1)))
+
+    top, left = draw()
+    if "semseg" in tasks and task_mask[tasks.index("semseg")]:
+        for _ in range(10):
+            counts = np.bincount(window_at(top, left).ravel(), minlength=256)[:IGNORE_INDEX]
+            counts = counts[counts > 0]
+            if len(counts) > 1 and counts.max() / counts.sum() < 0.75:
+                break
+            top, left = draw()
     cropped = {key: value[top:top + size[0], left:left + size[1]] for key, value in scaled.items()}
     if rng.random() < flip_prob:
         cropped = {key: np.ascontiguousarray(value[:, ::-1]) for key, value in cropped.items()}
         if "normals" in cropped:
             x = cropped["normals"][..., 0]
             cropped["normals"][..., 0] = np.where(x != IGNORE_INDEX, -x, x)
-    cropped["image"] = reference_jitter(cropped["image"], rng, jitter_prob)
+    cropped["image"] = reference_photometric(cropped["image"], rng, photometric_prob)
     return reference_tensors(cropped, tasks, size)
 
 
@@ -113,6 +123,7 @@ def assert_same_tensors(out, expected, tasks):
         assert out[key].dtype == expected[key].dtype and out[key].shape == expected[key].shape, key
         assert torch.equal(out[key], expected[key]), key
     assert torch.equal(out["meta"]["size"], expected["size"])
+    assert torch.equal(out["meta"]["offset"], expected["offset"])
 
 
 # ------------------------------------------------------------------------------- tests
@@ -266,13 +277,3 @@ def test_corrupt_cache_entry_is_replaced(pascal, tmp_path):
     assert np.array_equal(cache.get("edge", source, (3, 4), lambda: value + 1), value + 1)
     assert np.array_equal(cache.get("edge", source, (3, 4), lambda: value), value + 1)  # stored again
     assert not [name for name in os.listdir(os.path.dirname(entry)) if ".tmp" in name]
-
-
-def test_wrap_degrees_is_numpy_modulo_bit_for_bit():
-    rng = np.random.default_rng(0)
-    hue = np.concatenate([rng.uniform(-360, 720, 100_000), np.arange(-40, 400, 0.01),
-                          [-0.0, 0.0, -1e-8, -1e-30, 360, 359.99997, 360.00003, 719.9999, -359.9999]])
-    hue = hue.astype(np.float32)
-    wrapped = wrap_degrees(hue)
-    assert wrapped.dtype == np.float32
-    assert np.array_equal(wrapped.view(np.uint32), np.mod(hue, np.float32(360)).view(np.uint32))
