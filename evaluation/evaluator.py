@@ -23,7 +23,7 @@ from utils.errors import ConfigError
 from utils.tasks import TASK_ORDER
 
 # Metric names where lower is better (best_score negates them).
-LOWER_IS_BETTER = {"mErr", "rmse", "abs_err", "absErr", "relErr"}
+LOWER_IS_BETTER = {"mErr", "rmse", "absErr", "relErr"}
 
 
 class MultiTaskEvaluator:

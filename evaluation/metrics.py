@@ -158,64 +158,43 @@ def measured_depth(prediction, target, sizes, ignore_index):
     return prediction[valid].double(), target[valid].double()
 
 
-class PixelSumsMeter(StreamingMeter):
-    """Two per-pixel sums and the pixel count, pooled over the split (the depth meters)."""
+class DepthMeter(StreamingMeter):
+    """Depth errors pooled over the valid pixels of the split (MTAN / MTPSL, InvPT):
+    absErr = mean |p - t|, relErr = mean |p - t| / t, rmse = sqrt(mean (p - t)^2), over the
+    pixels whose target is > 0 (measured) and not the ignore value. Lower is better for all.
+    The headline differs by dataset (`utils.tasks.headline_metric`): absErr on the MTAN
+    layout (the paper's NYUD protocol), rmse on the multi-task (InvPT) layout.
+    """
+
+    NAMES = ("rmse", "absErr", "relErr")  # columns, in the order tables print them
 
     def __init__(self, ignore_index):
         self.ignore_index = ignore_index
-        self.sums = torch.zeros(2, dtype=torch.float64)
+        self.sums = torch.zeros(3, dtype=torch.float64)  # sum |e|, sum |e| / t, sum e^2
         self.count = torch.zeros(1, dtype=torch.int64)
 
-    def add(self, first, second):
-        """Accumulate two per-pixel quantities of the same (N,) pixels."""
-        self.sums += torch.stack([first.sum(), second.sum()]).cpu()
-        self.count += first.numel()
-
-    def means(self):
-        """The two sums over the pixel count, or None before any pixel was seen."""
-        count = int(self.count)
-        return None if count == 0 else (self.sums[0].item() / count, self.sums[1].item() / count)
+    def update(self, prediction, target, sizes):
+        # prediction: (B, H, W); target: (B, 1, H, W), same unit (metres or inverse depth)
+        prediction, truth = measured_depth(prediction, target, sizes, self.ignore_index)
+        error = (prediction - truth).abs()
+        self.sums += torch.stack([error.sum(), (error / truth).sum(), error.square().sum()]).cpu()
+        self.count += error.numel()
 
     def state_tensors(self):
         return [self.sums, self.count]
 
-
-class DepthMeter(PixelSumsMeter):
-    """Depth RMSE and mean absolute error (metres), pooled over valid pixels of the split.
-
-    A pixel is valid when its target is > 0 (measured) and not the ignore value.
-    """
-
-    def update(self, prediction, target, sizes):
-        # prediction: (B, H, W) metres; target: (B, 1, H, W) metres
-        prediction, truth = measured_depth(prediction, target, sizes, self.ignore_index)
-        error = prediction - truth
-        self.add(error.square(), error.abs())
-
     def compute(self):
-        means = self.means()
-        if means is None:
-            return {"rmse": math.nan, "abs_err": math.nan}
-        return {"rmse": math.sqrt(means[0]), "abs_err": means[1]}
+        count = int(self.count)
+        if count == 0:
+            return {name: math.nan for name in self.NAMES}
+        abs_sum, rel_sum, square_sum = self.sums.tolist()
+        values = {"absErr": abs_sum / count, "relErr": rel_sum / count, "rmse": math.sqrt(square_sum / count)}
+        return {name: values[name] for name in self.NAMES}
 
 
-class InverseDepthMeter(PixelSumsMeter):
-    """Cityscapes depth (the MTAN preprocessing stores inverse depth): absolute and
-    relative error as MTPSL and DiffusionMTL report them, "absErr" and "relErr", pooled
-    over the valid pixels of the split (MTPSL averages per batch instead).
+class InverseDepthMeter(DepthMeter):
+    """Cityscapes depth (the MTAN preprocessing stores inverse depth): absErr and relErr,
+    the two columns MTPSL and DiffusionMTL report, pooled over the valid pixels of the
+    split (MTPSL averages per batch instead). An RMSE of inverse depth is not reported."""
 
-    absErr = mean |p - t|, relErr = mean |p - t| / t over the pixels whose target is
-    > 0 (measured) and not the ignore value. Lower is better for both.
-    """
-
-    def update(self, prediction, target, sizes):
-        # prediction: (B, H, W); target: (B, 1, H, W), both inverse depth
-        prediction, truth = measured_depth(prediction, target, sizes, self.ignore_index)
-        error = (prediction - truth).abs()
-        self.add(error, error / truth)
-
-    def compute(self):
-        means = self.means()
-        if means is None:
-            return {"absErr": math.nan, "relErr": math.nan}
-        return {"absErr": means[0], "relErr": means[1]}
+    NAMES = ("absErr", "relErr")

@@ -12,7 +12,7 @@ from evaluation.metrics import InverseDepthMeter
 from utils.config import DEFAULTS, derive
 from utils.errors import ConfigError
 
-REFERENCES = {"semseg": {"mIoU": 70.04}, "depth": {"absErr": 0.0140}}  # MTPSL single-task, one-label
+REFERENCES = {"semseg": {"mIoU": 75.82}, "depth": {"absErr": 0.0125}}  # the paper's single-task models
 
 
 def cityscapes_cfg(**overrides):
@@ -42,10 +42,10 @@ def test_inverse_depth_errors_are_pooled_over_valid_pixels():
 
 def test_delta_m_uses_abs_err_for_cityscapes_depth():
     metrics = {"semseg": {"mIoU": 75.67}, "depth": {"absErr": 0.0130, "relErr": 0.3}}
-    expected = ((75.67 - 70.04) / 70.04 * 100 + (0.0140 - 0.0130) / 0.0140 * 100) / 2
-    assert delta_m(metrics, REFERENCES, "Cityscapes") == pytest.approx(expected)
-    assert expected == pytest.approx(7.5906, abs=1e-4)  # the paper's figures against MTPSL's
-    assert delta_m(metrics, REFERENCES) == pytest.approx((75.67 - 70.04) / 70.04 * 100)  # rmse: no ref
+    # semseg (75.67 - 75.82) / 75.82 = -0.1978%; depth -(0.0130 - 0.0125) / 0.0125 = -4%
+    assert delta_m(metrics, REFERENCES, "Cityscapes") == pytest.approx((-0.15 / 75.82 * 100 - 4.0) / 2)
+    with pytest.raises(ConfigError, match=r"Delta_m on this dataset compares depth.rmse, got \['absErr'\]"):
+        delta_m(metrics, REFERENCES)  # without the dataset, depth's headline is rmse
 
 
 def test_evaluator_on_a_cityscapes_config():

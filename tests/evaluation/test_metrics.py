@@ -103,22 +103,25 @@ def test_normals_identical_vectors_give_zero_error():
     assert meter.compute()["mErr"] == pytest.approx(0.0, abs=1e-5)
 
 
-def test_depth_rmse_and_abs_err_hand_worked():
+def test_depth_abs_rel_and_rmse_hand_worked():
     # valid pixels: target 2 (pred 1, err -1) and target 1 (pred 4, err 3); 0 and 255 dropped
-    # rmse = sqrt((1 + 9) / 2) = sqrt(5); abs_err = (1 + 3) / 2 = 2
+    # absErr = (1 + 3) / 2 = 2; relErr = (1/2 + 3/1) / 2 = 1.75; rmse = sqrt((1 + 9) / 2) = sqrt(5)
     meter = DepthMeter(255)
     meter.update(torch.tensor([[[1.0, 2.0, 3.0, 4.0]]]), torch.tensor([[[[2.0, 0.0, 255.0, 1.0]]]]),
                  full(1, 1, 4))
-    result = meter.compute()
-    assert result["rmse"] == pytest.approx(math.sqrt(5.0))
-    assert result["abs_err"] == pytest.approx(2.0)
+    assert meter.compute() == pytest.approx({"absErr": 2.0, "relErr": 1.75, "rmse": math.sqrt(5.0)})
+    assert list(meter.compute()) == ["rmse", "absErr", "relErr"]
+    # a second image is pooled with the first (pixel sums), not averaged per image:
+    # target 4, pred 4.5 -> absErr (1 + 3 + 0.5) / 3, relErr (0.5 + 3 + 0.125) / 3, rmse sqrt(10.25 / 3)
+    meter.update(torch.tensor([[[4.5]]]), torch.tensor([[[[4.0]]]]), full(1, 1, 1))
+    assert meter.compute() == pytest.approx({"absErr": 1.5, "relErr": 3.625 / 3, "rmse": math.sqrt(10.25 / 3)})
 
 
 def test_empty_meters_return_nan():
     assert math.isnan(SegmentationMeter(2, 255).compute()["mIoU"])
     assert math.isnan(SaliencyMeter(255).compute()["maxF"])
     assert math.isnan(NormalsMeter(255).compute()["mErr"])
-    assert math.isnan(DepthMeter(255).compute()["rmse"])
+    assert all(math.isnan(value) for value in DepthMeter(255).compute().values())
 
 
 def test_state_dtypes_are_reducible():
