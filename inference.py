@@ -7,9 +7,11 @@ The model's config is read from the checkpoint (training checkpoints carry it); 
 `--config_exp` (alias `--config_path`) for a checkpoint without one.
 
 `--image_path` is an image file, a folder (its image files, not recursive) or a glob.
-Each image is resized to fit `val_size` (aspect ratio kept), padded bottom/right, run
-through the model; the raw outputs are cropped to the image region and resized back to
-the original size *before* argmax / activation. Outputs per image `<name>`:
+An image larger than `val_size` is shrunk to fit it (aspect ratio kept); then it is
+normalised and padded exactly as validation pads (`data.transforms.pad_and_tensorize`: the
+content centred), so an image of the validation set gets the prediction `run_mode=infer`
+gives it. The raw outputs are cropped to the image's window and resized back to the
+original size *before* argmax / activation. Outputs per image `<name>`:
 `<save_dir>/<task>/<name>.png` (see `evaluation.visualization.write_prediction`),
 `<save_dir>/depth_mm/<name>.png` (16-bit millimetres, depth only) and
 `<save_dir>/overview/<name>.png`. Unreadable images are reported and skipped (exit 1);
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from data.transforms import normalize
+from data.transforms import content_windows, crop_to_content, pad_and_tensorize
 from evaluation.postprocess import activate
 from models import build_model
 from engine.checkpoint import load_checkpoint, load_model_state
@@ -118,19 +120,21 @@ def read_image(path):
 
 
 def fit_size(height, width, target):
-    """Size (h, w) of the image resized to fit inside `target`, aspect ratio kept."""
-    scale = min(target[0] / height, target[1] / width)
+    """Size (h, w) of the image shrunk to fit inside `target`, aspect ratio kept; an image
+    that fits is not resized (validation never resizes, and training scales 0.5-2 around
+    the native size)."""
+    scale = min(1.0, target[0] / height, target[1] / width)
     return max(1, min(target[0], round(height * scale))), max(1, min(target[1], round(width * scale)))
 
 
 def prepare(image, target):
-    """uint8 (H, W, 3) -> ImageNet-normalised (3, *target) tensor, padded bottom/right, and the resized size."""
+    """uint8 (H, W, 3) -> the model's input (3, *target), normalised and padded as validation
+    pads it, and the window [top, left, height, width] of the (resized) image in it."""
     height, width = fit_size(*image.shape[:2], target)
-    shrinking = height < image.shape[0]
-    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    canvas = np.zeros((3,) + tuple(target), np.float32)  # 0 = the mean colour after normalisation
-    canvas[:, :height, :width] = normalize(resized)
-    return torch.from_numpy(canvas), (height, width)
+    if (height, width) != image.shape[:2]:
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    sample = pad_and_tensorize({"image": image, "meta": {"id": ""}}, [], target, [])
+    return sample["image"], content_windows(sample["meta"])[0]
 
 
 # ----------------------------------------------------------------------------- model
@@ -159,13 +163,13 @@ def load_model(cfg, ckp_path, device, state=None):
 @torch.inference_mode()
 def predict(model, cfg, images, device):
     """uint8 (H, W, 3) images -> one dict per image: task -> activated numpy prediction at (H, W)."""
-    batch, sizes = zip(*(prepare(image, cfg.val_size) for image in images))
+    batch, windows = zip(*(prepare(image, cfg.val_size) for image in images))
     outputs = model(torch.stack(batch).to(device))["final"]  # task -> (B, C, *val_size)
     predictions = []
-    for index, (image, (height, width)) in enumerate(zip(images, sizes)):
+    for index, (image, window) in enumerate(zip(images, windows)):
         per_task = {}
         for task in cfg.TASKS.NAMES:
-            raw = outputs[task][index:index + 1, :, :height, :width].float()  # padding cropped away
+            raw = crop_to_content(outputs[task][index:index + 1], window).float()  # padding cropped away
             raw = F.interpolate(raw, size=image.shape[:2], mode="bilinear", align_corners=False)
             per_task[task] = activate(task, raw)[0].cpu().numpy()
         predictions.append(per_task)

@@ -12,6 +12,9 @@ from PIL import Image
 from torch import nn
 
 import inference
+import main
+from data.synthetic import generate
+from data.transforms import ValTransform
 from models import build_model
 from engine.checkpoint import save_checkpoint
 from utils.config import load_config
@@ -150,6 +153,38 @@ def test_padding_is_cropped_before_resizing_back(setup):
     semseg_only = EasyDict({"val_size": cfg.val_size, "TASKS": {"NAMES": ["semseg"]}})
     semseg = inference.predict(PaddingMarker(), semseg_only, [image], torch.device("cpu"))[0]["semseg"]
     assert semseg.shape == (30, 90) and (semseg == 1).all()
+
+
+def test_an_image_that_fits_is_padded_as_validation_pads_it():
+    image = np.random.default_rng(0).integers(0, 256, (30, 41, 3), dtype=np.uint8)
+    assert inference.fit_size(30, 41, (64, 64)) == (30, 41)  # not enlarged
+    canvas, window = inference.prepare(image, (64, 64))
+    assert window.tolist() == [17, 11, 30, 41]  # (64 - 30) // 2, (64 - 41) // 2
+    validation = ValTransform([], (64, 64))({"image": image, "meta": {"id": "x"}})
+    assert torch.equal(canvas, validation["image"])
+
+
+def test_a_validation_image_gets_the_same_prediction_from_run_mode_infer(setup, tmp_path):
+    # 40 x 52 images in a 64 x 64 canvas: the content at rows 12..51, columns 6..57
+    db_root = generate("pascal", str(tmp_path / "db"), n_train=2, n_val=2, size=(40, 52), seed=0)
+    opts = TINY + [f"db_root={tmp_path / 'db'}", f"output_dir={tmp_path / 'runs'}", "valBatch=1", "nworkers=0",
+                   "channels_last=false", "eval_kwargs.save_predictions=true", "eval_kwargs.edge_workers=1",
+                   "eval_kwargs.edge_thresholds_infer=5"]
+    status = main.main(["--config_exp", CONFIG, "--run_mode", "infer", "--trained_model", setup["checkpoint"],
+                        "--device", "cpu", "--opts", *opts])
+    assert status == 0
+    evaluated = tmp_path / "runs" / "demo" / "infer" / "predictions"
+    images = sorted((tmp_path / "db" / db_root / "JPEGImages").glob("*.jpg"))
+    val_ids = {path.stem for path in (evaluated / "semseg").glob("*.png")}
+    paths = [str(path) for path in images if path.stem in val_ids]
+    assert len(paths) == 2
+    inference.run(setup["model"], setup["cfg"], paths, str(tmp_path / "inferred"), torch.device("cpu"),
+                  progress=False)
+    for task in TASKS:
+        for path in paths:
+            name = f"{os.path.splitext(os.path.basename(path))[0]}.png"
+            assert (evaluated / task / name).read_bytes() == (tmp_path / "inferred" / task / name).read_bytes(), \
+                (task, name)
 
 
 def test_output_names_never_collide():
