@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evaluation import build_evaluator
 from evaluation.delta_m import check_reference_metrics, delta_m
 from evaluation.evaluator import best_score
+from utils.config import load_config
 from utils.errors import ConfigError
 from utils.tasks import headline_metric
 
@@ -117,3 +119,20 @@ def test_the_paper_delta_m_from_the_shipped_references(config, metrics, paper):
                                          ("cityscapes/vitb_onelabel.yml", "cityscapes/resnet18_onelabel.yml")])
 def test_vit_configs_compare_with_the_same_single_task_models(vit, resnet):
     assert shipped(vit)["reference_metrics"] == shipped(resnet)["reference_metrics"]
+
+
+@pytest.mark.parametrize("config", sorted(str(path.relative_to(CONFIGS)) for path in CONFIGS.glob("*/*.yml")
+                                          if "reference_metrics" in shipped(path.relative_to(CONFIGS))))
+def test_shipped_references_name_what_the_meters_report(config):
+    """Each reference is keyed by a metric its task's meter reports, in the meter's units
+    (percent for mIoU / maxF / odsF, degrees for mErr), so Delta_m compares like with like."""
+    cfg = load_config(str(CONFIGS / config), opts=["db_root=unused"])
+    check_reference_metrics(cfg.reference_metrics, cfg.val_db_name, config)
+    evaluator = build_evaluator(cfg, "infer")
+    for task, references in cfg.reference_metrics.items():
+        assert set(references) <= set(evaluator.meters[task].compute()), (config, task)
+        name, _ = headline_metric(cfg.val_db_name, task)
+        if name == "absErr":  # metres (NYUD) or inverse depth (Cityscapes)
+            assert references[name] < 1.0
+        else:  # percent (mIoU, maxF, odsF) or degrees (mErr), not fractions
+            assert 1.0 < references[name] < 100.0
