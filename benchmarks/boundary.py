@@ -34,6 +34,7 @@ from skimage import color, data, feature, filters, transform
 from skimage.morphology import thin as skimage_thin
 
 from evaluation.boundary import CNT_P, CNT_R, bsds_thresholds, evaluate_image, ods_f
+from utils.cli import HelpFormatter
 
 PASCAL_VAL_IMAGES = 5105
 # Photos that ship inside scikit-image (skimage/data/*.png|jpg), nothing downloaded.
@@ -167,7 +168,7 @@ def run(size, num_thresholds, num_images, reference_images, max_dist, width=None
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--size", type=int, default=512, help="image height (and width)")
     parser.add_argument("--width", type=int, default=None, help="image width (default: --size)")
     parser.add_argument("--thresholds", type=int, default=99, help="ODS thresholds")

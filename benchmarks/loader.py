@@ -33,15 +33,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.datasets import DATASETS, TRAIN_TRANSFORMS, build_dataset
+from data.loaders import worker_init
 from data.metadata import LAYOUT_OF, LAYOUTS
 from data.synthetic import generate
 from data.transforms import TrainTransform, pad_and_tensorize
+from utils.cli import HelpFormatter
 from utils.config import load_config
 from utils.errors import DiffusionMTLError
 from utils.tasks import DATASET_TASKS
-
-def _worker_init(_):
-    cv2.setNumThreads(0)  # as main.py's workers: no OpenCV thread pool per worker
 
 
 def _ms(seconds):
@@ -57,7 +56,7 @@ def loader_samples_per_second(cfg, workers, n, warmup_batches=None):
     batch = cfg.trBatch
     warmup = max(1, workers) if warmup_batches is None else warmup_batches
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, drop_last=True,
-                        worker_init_fn=_worker_init if workers else None, persistent_workers=workers > 0)
+                        worker_init_fn=worker_init if workers else None, persistent_workers=workers > 0)
     if len(loader) == 0:
         raise ValueError(f"{len(dataset)} training samples make no batch of {batch}")
     needed = warmup + max(1, -(-n // batch))
@@ -142,7 +141,7 @@ def run(cfg, samples, workers, passes, cache_root):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--config_exp", "--config", dest="config", required=True, help="YAML experiment config")
     parser.add_argument("--layout", choices=sorted(LAYOUTS),
                         help="dataset layout (default: the config's); all its tasks are measured")

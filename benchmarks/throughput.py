@@ -10,6 +10,8 @@ FLOPs come from torch.utils.flop_counter during the warm-up iterations; the achi
 rate is compared with a large matmul timed between the measurements of the same run
 (the best of those timings). Model times are medians over --iters iterations.
 bf16 autocast on CUDA (`--opts amp=false` for fp32), fp32 on CPU. Synthetic inputs; no dataset is read.
+CPU threads are sized as main.py sizes them; no data loader runs, so none are set aside for
+loader workers (benchmarks.train_loop measures the real loop, loader included).
 """
 import argparse
 import contextlib
@@ -23,11 +25,18 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from engine.step import TrainStep, build_optimizer, memory_format
 from losses import build_loss
 from models import build_model
+from utils.cli import HelpFormatter
 from utils.config import load_config
 from utils.errors import DiffusionMTLError
-from engine.step import TrainStep, build_optimizer, memory_format
+from utils.threads import set_num_threads
+
+
+def phase(text):
+    """Progress on stderr (the JSON line stays alone on stdout)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def synchronize(device):
@@ -116,6 +125,7 @@ def run(cfg, batch_size, size, device, iters, warmup, matmul_size):
     result = {}
     for name, fn, train in (("train", train_step, True), ("infer", inference, False),
                             ("prelim", preliminary, False)):
+        phase(f"timing {name} ({iters} iterations of batch {batch_size} at {size}x{size}) ...")
         model.train(train)
         matmul_rates.append(matmul_flops_per_s(device, dtype, matmul_size))
         if device.type == "cuda":
@@ -145,8 +155,7 @@ def run(cfg, batch_size, size, device, iters, warmup, matmul_size):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config_exp", "--config", dest="config", required=True, help="YAML experiment config")
     parser.add_argument("--batch", type=int, default=4, help="images per step")
     parser.add_argument("--size", type=int, default=256, help="square input size")
@@ -173,6 +182,9 @@ def main(argv=None):
     except DiffusionMTLError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    # CPU threads sized exactly as main.py sizes them (config, environment, cores).
+    threads, reason = set_num_threads(cfg.num_threads, 0)
+    phase(f"{threads} CPU thread(s) ({reason})")
     torch.manual_seed(0)
     matmul_size = args.matmul_size or (8192 if args.device == "cuda" else 2048)
     line = run(cfg, args.batch, args.size, torch.device(args.device), args.iters, max(args.warmup, 1),

@@ -4,9 +4,9 @@
         [--workers W] [--train_images M] [--opts key=value ...]
 
 Writes a synthetic dataset in the config's own on-disk layout at its `train_size`
-(`data.synthetic`, into a temporary folder), builds the training set, sampler and
-DataLoader exactly as main.py does (`main.make_train_loader`) and runs main.py's training
-step (`engine.step.TrainStep`: forward, loss, backward, clipping, optimizer step)
+(`data.synthetic`, into a temporary folder), draws batches from the training loop's own
+stream (`data.loaders.TrainBatches`: sampler, epochs, persistent workers) and runs its
+training step (`engine.step.TrainStep`: forward, loss, backward, clipping, optimizer step)
 for W untimed and N timed iterations. Prints images/s, the fraction of the wall time
 spent waiting for the loader, peak memory and MFU (the training FLOPs per image, counted
 with torch.utils.flop_counter, per second, over a large matmul's rate timed in the same
@@ -23,41 +23,26 @@ import time
 import torch
 
 from benchmarks.loader import loader_samples_per_second
-from benchmarks.throughput import counted_flops, matmul_flops_per_s, peak_memory_mb, synchronize
+from benchmarks.throughput import counted_flops, matmul_flops_per_s, peak_memory_mb, phase, synchronize
 from data.datasets import build_dataset
+from data.loaders import TrainBatches, loader_workers
 from data.metadata import LAYOUT_OF
 from data.synthetic import generate
+from engine.step import TrainStep, build_optimizer, compile_model, memory_format, to_device
 from losses import build_loss
-from main import make_train_loader, to_device
 from models import build_model
+from utils.cli import HelpFormatter
 from utils.config import load_config
-from utils.distributed import ResumableDistributedSampler
 from utils.errors import DiffusionMTLError
-from engine.step import TrainStep, build_optimizer, compile_model, memory_format
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every argument's default."""
-
-
-def batches(loader, sampler):
-    """main.py's epoch loop: endless batches, the sampler repositioned at every epoch."""
-    epoch = 0
-    while True:
-        sampler.set_position(epoch, 0)
-        yield from loader
-        epoch += 1
+from utils.threads import set_num_threads
 
 
 def run(cfg, device, iters, warmup, matmul_size):
-    train_set = build_dataset(cfg, "train")
-    sampler = ResumableDistributedSampler(len(train_set), cfg.trBatch, cfg.seed, rank=0, world_size=1)
-    loader = make_train_loader(cfg, train_set, sampler, device)
+    stream = TrainBatches(cfg, build_dataset(cfg, "train"), device)
     model = build_model(cfg).to(device=device, memory_format=memory_format(cfg)).train()
     if cfg.compile:
         compile_model(model)
     step = TrainStep(cfg, model, build_loss(cfg), build_optimizer(cfg, model), device)
-    stream = batches(loader, sampler)
 
     def one_step(iteration):
         started = time.perf_counter()
@@ -66,6 +51,7 @@ def run(cfg, device, iters, warmup, matmul_size):
         step(to_device(batch, device), batch["task_mask"], iteration)
         return waited
 
+    phase(f"counting FLOPs, then {warmup - 1} warm-up and {iters} timed iterations ...")
     first = next(stream)  # FLOPs of one real batch, with attention on the countable math path
     flops = counted_flops(lambda: step(to_device(first, device), first["task_mask"], 0))
     for iteration in range(1, warmup):
@@ -81,12 +67,13 @@ def run(cfg, device, iters, warmup, matmul_size):
     step.raise_if_diverged(None)
 
     dtype = torch.bfloat16 if (device.type == "cuda" and cfg.amp) else torch.float32
+    phase("timing the yardstick matmul ...")
     matmul = matmul_flops_per_s(device, dtype, matmul_size)
     images_per_s = iters * cfg.trBatch / seconds
     return {"config": cfg.version_name, "device": str(device), "threads": torch.get_num_threads(),
             "batch": cfg.trBatch, "size": list(cfg.train_size), "ssl_type": cfg.ssl_type, "amp": bool(cfg.amp),
             "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
-            "workers": cfg.nworkers, "iters": iters, "images_per_s": round(images_per_s, 3),
+            "workers": loader_workers(cfg.nworkers)[0], "iters": iters, "images_per_s": round(images_per_s, 3),
             "data_wait_fraction": round(waited / seconds, 3), "peak_memory_mb": round(peak_memory_mb(device), 1),
             "gflop_per_image": round(flops / cfg.trBatch / 1e9, 2), "matmul_gflop_per_s": round(matmul / 1e9, 1),
             "mfu": round(flops / cfg.trBatch * images_per_s / matmul, 3)}
@@ -115,6 +102,10 @@ def main(argv=None):
             if args.workers is not None:
                 opts.append(f"nworkers={args.workers}")
             cfg = load_config(args.config, opts=opts)
+            # CPU threads sized exactly as main.py sizes them (config, environment, cores less loader workers).
+            workers, workers_note = loader_workers(cfg.nworkers)
+            threads, reason = set_num_threads(cfg.num_threads, workers)
+            phase(f"{threads} CPU thread(s) ({reason})" + (f"; {workers_note}" if workers_note else ""))
             if cfg.train_db_name not in LAYOUT_OF:
                 raise DiffusionMTLError(f"no synthetic layout for {cfg.train_db_name}")
             count = args.train_images or 4 * cfg.trBatch
@@ -123,18 +114,19 @@ def main(argv=None):
             generate(LAYOUT_OF[cfg.train_db_name], folder, count, 1, tuple(cfg.train_size), seed=0)
             line = run(cfg, device, args.iters, max(args.warmup, 1),
                        args.matmul_size or (8192 if device.type == "cuda" else 2048))
-            samples = max(4 * max(cfg.nworkers, 1) * cfg.trBatch, cfg.trBatch)
-            loader_rate = loader_samples_per_second(cfg, cfg.nworkers, samples)
+            phase(f"timing the loader alone with {workers} worker(s) ...")
+            samples = max(4 * max(workers, 1) * cfg.trBatch, cfg.trBatch)
+            loader_rate = loader_samples_per_second(cfg, workers, samples)
         except DiffusionMTLError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     line["loader_samples_per_s"] = round(loader_rate, 2)
-    line["loader_samples_per_s_per_worker"] = round(loader_rate / max(cfg.nworkers, 1), 2)
+    line["loader_samples_per_s_per_worker"] = round(loader_rate / max(workers, 1), 2)
     print(f"train loop: {line['images_per_s']} img/s ({line['iters']} iterations of batch {line['batch']} on "
           f"{line['device']}), data wait {100 * line['data_wait_fraction']:.1f}% of the time, peak memory "
           f"{line['peak_memory_mb']} MB, {line['gflop_per_image']} GFLOP/image, MFU {line['mfu']} of a "
           f"{line['matmul_gflop_per_s']} GFLOP/s matmul")
-    print(f"loader alone: {line['loader_samples_per_s']} samples/s with {cfg.nworkers} worker(s), "
+    print(f"loader alone: {line['loader_samples_per_s']} samples/s with {workers} worker(s), "
           f"{line['loader_samples_per_s_per_worker']} per worker")
     print(json.dumps(line))
     return 0

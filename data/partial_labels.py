@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from data.metadata import LAYOUTS
+from utils.cli import HelpFormatter
 from utils.errors import DataError, DiffusionMTLError
 from utils.tasks import DATASET_TASKS, TASK_ORDER
 
@@ -224,7 +225,7 @@ def summarize(record):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--summary", metavar="FILE", nargs="+",
                         help="print the statistics of .json or .pth splits, one JSON object per file")
     parser.add_argument("--dataset", choices=sorted(LAYOUTS), help="which dataset the split is for")

@@ -1,4 +1,5 @@
-"""One optimisation step, as main.py runs it (and benchmarks/ measure it).
+"""One optimisation step, as the training loop runs it (and benchmarks/ measure it), and the
+optimizer and learning-rate schedule it steps.
 
 The step never waits for the device: the loss, the gradient norm and the per-task losses
 stay tensors, and a non-finite step is skipped *on the device*. With a fused optimizer
@@ -134,3 +135,21 @@ class TrainStep:
             raise TrainingDiverged(f"training diverged ({where}; that update was skipped); stopping. The last good "
                                    f"checkpoint is {last_checkpoint or '(none yet)'}; lower optimizer_kwargs.lr "
                                    "or check the data")
+
+
+def build_scheduler(cfg, optimizer, total_iters):
+    """Poly decay stepped once per iteration: lr = lr0 * (1 - it / total) ** power."""
+    if cfg.scheduler == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
+    power = cfg.scheduler_kwargs.power
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: max(0.0, 1.0 - it / total_iters) ** power)
+
+
+def to_device(batch, device):
+    """A loader batch with its tensors on `device` (asynchronous copies from pinned memory)."""
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def unwrap(model):
+    """The network itself, without its DistributedDataParallel wrapper."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model

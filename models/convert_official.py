@@ -19,6 +19,7 @@ import torch
 
 from models import build_model
 from engine.checkpoint import save_checkpoint
+from utils.cli import HelpFormatter
 from utils.config import load_config
 from utils.errors import CheckpointError, DiffusionMTLError
 
@@ -106,7 +107,7 @@ def target_shapes(config_path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--src", required=True, help="the public release's .pth file")
     parser.add_argument("--dst", required=True, help="where to write our checkpoint")
     parser.add_argument("--config_exp", "--config", dest="config", default=str(DEFAULT_CONFIG),

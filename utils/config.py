@@ -1,7 +1,8 @@
-"""Configuration: YAML -> validated, read-only EasyDict.
+"""Configuration: YAML -> validated, frozen EasyDict.
 
-All defaults live in `DEFAULTS`; `derive()` is the only place computed fields are set.
-Keys keep the public release's names (trBatch, task_dictionary, ...) where they exist.
+Every key is one row of `SCHEMA` (default, accepted values, meaning); `derive()` is the only
+place computed fields are set, and the config it returns cannot be changed. Keys keep the
+public release's names (trBatch, task_dictionary, ...) where they exist.
 """
 import copy
 import difflib
@@ -17,141 +18,142 @@ from utils.tasks import (DATASET_DIRNAME, DATASET_TASKS, EDGE_MAXDIST, SEMSEG_CL
 DB_ROOT_ENV = "DIFFUSIONMTL_DB_ROOT"
 DATASETS = tuple(DATASET_TASKS)
 
-DEFAULTS = {
-    "version_name": "diffusionmtl",  # run name; the run folder is output_dir/version_name
-    "train_db_name": "PASCALContext",
-    "val_db_name": "PASCALContext",
-    "db_root": None,  # folder holding the dataset folders; else $DIFFUSIONMTL_DB_ROOT
-    "output_dir": "work_dirs",
-    "seed": 0,
-    "trBatch": 6,  # per-process batch
-    "valBatch": 6,
-    "nworkers": 2,
-    "label_cache": True,  # PASCAL-Context: keep the labels decoded from .mat files (edge,
-    # human_parts) as PNGs in output_dir/label_cache, so .mat parsing and thinning happen once
-    "num_threads": None,  # CPU intra-op threads per process; null: $DIFFUSIONMTL_NUM_THREADS,
-    # $OMP_NUM_THREADS, else the available cores / local processes, less room for loader workers
-    "epochs": 100,  # used when max_iter is null
-    "max_iter": None,
-    "val_interval": 1000,  # iterations between evaluations
-    "eval_at_start": False,  # also evaluate the untrained model (a baseline for the log)
-    "log_interval": 20,  # iterations between log lines / TensorBoard scalars
-    "ckpt_interval": 500,  # iterations between last.pth writes (also at every eval)
-    "optimizer": "adam",
-    "optimizer_kwargs": {"lr": 2e-5, "weight_decay": 1e-6, "momentum": 0.9},
-    "scheduler": "poly",
-    "scheduler_kwargs": {"power": 0.9},
-    "model": "DiffusionMTL",
-    "backbone": "resnet18",
-    "backbone_kwargs": {
-        "pretrained": None,  # true: timm / torchvision ImageNet weights (downloaded and cached by
-        # those libraries); a path: a local weight file; null / false: random initialisation
-        "drop_path_rate": 0.0,
-        "num_taps": 4,  # ViT: blocks tapped as feature maps
-        "patch_size": None,  # ViT: override the model's patch size
-        "depth": None,  # ViT: override the number of blocks
-    },
-    "model_kwargs": {
-        "embed_dim": 512,
-        "fuse_stride": 8,  # all backbone maps are resized to this stride
-        "prelim_blocks": 2,  # residual blocks per preliminary decoder
-        "variant": "feature",  # feature | prediction diffusion
-        "conditioning": "multitask",  # multitask | none
-        "diffusion": True,  # false: same network as a plain iterative refiner
-        "denoiser_depth": 4,
-        "num_heads": 4,
-        "mlp_ratio": 4.0,
-        "token_stride": 4,  # denoiser tokens = fused map downsampled by this
-        "head_convs": 3,  # 3x3 convs in each task's output stack
-        "beta_schedule": "linear",  # linear (in sqrt(beta), as latent diffusion names it) | sqrt_linear | cosine
-        "beta_start": 1e-3,
-        "beta_end": 1e-2,
-        "eval_noise": "zero",  # zero | seeded: deterministic noise at evaluation
-        "eval_seed": 0,
-    },
-    "num_timesteps": 2,  # reverse diffusion steps
-    "task_dictionary": {
-        "include_semseg": False,
-        "include_human_parts": False,
-        "include_sal": False,
-        "include_depth": False,
-        "include_normals": False,
-        "include_edge": False,
-        "edge_w": 0.95,  # positive-class weight of the boundary BCE
-    },
-    "loss_kwargs": {
-        "loss_weights": {
-            "semseg": 1.0,
-            "human_parts": 2.0,
-            "sal": 5.0,
-            "depth": 1.0,
-            "normals": 10.0,
-            "edge": 50.0,
-        },
-        "prelim_weight": 0.5,  # weight of the preliminary predictions' loss
-    },
-    "grad_clip_param": {"max_norm": 10.0, "norm_type": 2.0},
-    "ignore_index": 255,
-    "semseg_classes": None,  # null = the dataset's label set; Cityscapes: 7 or 19
-    "ssl_type": "onelabel",  # full | onelabel | randomlabels
-    "partial_labels_file": None,  # .json (ours) or official .pth; else generated from seed
-    "train_size": [512, 512],  # crop size
-    "val_size": [512, 512],  # pad size
-    "amp": False,  # bf16 autocast (GPU only)
-    "sync_bn": True,  # SyncBatchNorm when running distributed on GPU
-    "channels_last": True,  # NHWC weights and inputs (faster convolutions with cuDNN and oneDNN)
-    "compile": False,  # torch.compile backbone, decoders and denoiser blocks (a warm-up of minutes)
-    "eval_kwargs": {
-        "edge_thresholds_train": 9,
-        "edge_thresholds_infer": 99,
-        "edge_images_train": 0,  # > 0: boundary ODS-F on the first N val images during training
-        "edge_workers": 0,  # boundary-matching processes; 0 = the CPU cores shared among local ranks
-        "edge_maxdist": None,  # null = the dataset's standard tolerance
-        "save_predictions": False,  # run_mode=infer: write per-image PNGs
-    },
-    "best_metric": None,  # delta_m or "<task>.<metric>" (semseg.mIoU); null: delta_m when
-    # reference_metrics are given, else the first task's headline metric
-    "reference_metrics": {},  # task -> {metric: value}, the Delta_m baseline
-    "tb_images": 4,  # images shown in TensorBoard per evaluation
-}
+NUMBER = (float,)  # ints are accepted for floats
+OPTIONAL_INT, OPTIONAL_STR, OPTIONAL_FLOAT = (int, type(None)), (str, type(None)), (float, type(None))
 
-# Keys whose default is None (or a free-form dict) need their accepted types spelt out.
-TYPES = {
-    "db_root": (str, type(None)),
-    "max_iter": (int, type(None)),
-    "backbone_kwargs.pretrained": (bool, str, type(None)),
-    "num_threads": (int, type(None)),
-    "backbone_kwargs.patch_size": (int, type(None)),
-    "backbone_kwargs.depth": (int, type(None)),
-    "partial_labels_file": (str, type(None)),
-    "semseg_classes": (int, type(None)),
-    "eval_kwargs.edge_maxdist": (float, type(None)),
-    "best_metric": (str, type(None)),
+
+class Key:
+    """One config key: its default, what it accepts (types, or a list of choices), its meaning."""
+
+    def __init__(self, default, help, types=None, choices=None):
+        self.default, self.help, self.choices = default, help, choices
+        self.types = types or (type(default),)
+
+
+# The whole schema, in one table: dotted key -> Key. Defaults, accepted values and the
+# one-line help of `python main.py --config_keys` all come from here.
+SCHEMA = {
+    "version_name": Key("diffusionmtl", "run name; the run folder is output_dir/version_name"),
+    "train_db_name": Key("PASCALContext", "training dataset", choices=DATASETS),
+    "val_db_name": Key("PASCALContext", "validation dataset (the same as train_db_name)", choices=DATASETS),
+    "db_root": Key(None, "folder holding the dataset folders; else $DIFFUSIONMTL_DB_ROOT", OPTIONAL_STR),
+    "output_dir": Key("work_dirs", "folder of the run folders"),
+    "seed": Key(0, "seed of the weights, the augmentation, the partial-label split and the noise"),
+    "trBatch": Key(6, "training batch per process"),
+    "valBatch": Key(6, "evaluation batch per process"),
+    "nworkers": Key(2, "data-loader worker processes per process (capped at the usable cores)"),
+    "label_cache": Key(True, "PASCAL-Context: keep the labels decoded from .mat files as PNGs in "
+                             "output_dir/label_cache (parsing and thinning happen once)"),
+    "num_threads": Key(None, "CPU threads per process; null: $DIFFUSIONMTL_NUM_THREADS, $OMP_NUM_THREADS, else "
+                             "the usable cores / local processes, less room for loader workers", OPTIONAL_INT),
+    "epochs": Key(100, "training length when max_iter is null"),
+    "max_iter": Key(None, "training length in iterations (null: epochs)", OPTIONAL_INT),
+    "val_interval": Key(1000, "iterations between evaluations (and at the last iteration)"),
+    "eval_at_start": Key(False, "also evaluate the untrained model (a baseline for the log)"),
+    "log_interval": Key(20, "iterations between log lines / TensorBoard scalars (also the first and last)"),
+    "ckpt_interval": Key(500, "iterations between last.pth writes (also at every evaluation)"),
+    "optimizer": Key("adam", "optimizer", choices=("adam", "adamw", "sgd")),
+    "optimizer_kwargs.lr": Key(2e-5, "learning rate", NUMBER),
+    "optimizer_kwargs.weight_decay": Key(1e-6, "weight decay", NUMBER),
+    "optimizer_kwargs.momentum": Key(0.9, "SGD momentum", NUMBER),
+    "scheduler": Key("poly", "learning-rate schedule, stepped per iteration", choices=("poly", "constant")),
+    "scheduler_kwargs.power": Key(0.9, "poly: lr = lr0 * (1 - it / total) ** power", NUMBER),
+    "model": Key("DiffusionMTL", "network", choices=("DiffusionMTL",)),
+    "backbone": Key("resnet18", "backbone: resnet18 / resnet50 / any timm ViT name"),
+    "backbone_kwargs.pretrained": Key(None, "true: timm / torchvision ImageNet weights (downloaded and cached by "
+                                            "those libraries); a path: a local weight file; null / false: random",
+                                      (bool, str, type(None))),
+    "backbone_kwargs.drop_path_rate": Key(0.0, "ViT stochastic depth", NUMBER),
+    "backbone_kwargs.num_taps": Key(4, "ViT: blocks tapped as feature maps"),
+    "backbone_kwargs.patch_size": Key(None, "ViT: override the model's patch size", OPTIONAL_INT),
+    "backbone_kwargs.depth": Key(None, "ViT: override the number of blocks", OPTIONAL_INT),
+    "model_kwargs.embed_dim": Key(512, "channels of the fused map, decoders and denoiser"),
+    "model_kwargs.fuse_stride": Key(8, "all backbone maps are resized to this stride"),
+    "model_kwargs.prelim_blocks": Key(2, "residual blocks per preliminary decoder"),
+    "model_kwargs.variant": Key("feature", "feature / prediction diffusion, or baseline (no refinement stage)",
+                                choices=("feature", "prediction", "baseline")),
+    "model_kwargs.conditioning": Key("multitask", "multitask: condition on all tasks' predictions; none (ablation)",
+                                     choices=("multitask", "none")),
+    "model_kwargs.diffusion": Key(True, "false: the same network as a plain iterative refiner (ablation)"),
+    "model_kwargs.denoiser_depth": Key(4, "cross-attention blocks of the denoiser"),
+    "model_kwargs.num_heads": Key(4, "attention heads"),
+    "model_kwargs.mlp_ratio": Key(4.0, "MLP width / embed_dim", NUMBER),
+    "model_kwargs.token_stride": Key(4, "denoiser tokens = fused map downsampled by this"),
+    "model_kwargs.head_convs": Key(3, "3x3 convs in each task's output stack"),
+    "model_kwargs.beta_schedule": Key("linear", "linear (in sqrt(beta), as latent diffusion names it) / "
+                                                "sqrt_linear / cosine", choices=("linear", "sqrt_linear", "cosine")),
+    "model_kwargs.beta_start": Key(1e-3, "first beta", NUMBER),
+    "model_kwargs.beta_end": Key(1e-2, "last beta", NUMBER),
+    "model_kwargs.eval_noise": Key("zero", "noise at evaluation: zero or seeded (deterministic either way)",
+                                   choices=("zero", "seeded")),
+    "model_kwargs.eval_seed": Key(0, "seed of eval_noise: seeded"),
+    "num_timesteps": Key(2, "reverse diffusion steps"),
+    **{f"task_dictionary.include_{task}": Key(False, f"train and evaluate {task}") for task in TASK_ORDER},
+    "task_dictionary.edge_w": Key(0.95, "positive-class weight of the boundary BCE", NUMBER),
+    **{f"loss_kwargs.loss_weights.{task}": Key(weight, f"loss weight of {task}", NUMBER)
+       for task, weight in (("semseg", 1.0), ("human_parts", 2.0), ("sal", 5.0), ("depth", 1.0), ("normals", 10.0),
+                            ("edge", 50.0))},
+    "loss_kwargs.prelim_weight": Key(0.5, "weight of the preliminary predictions' loss", NUMBER),
+    "grad_clip_param.max_norm": Key(10.0, "gradient-norm clipping", NUMBER),
+    "grad_clip_param.norm_type": Key(2.0, "norm of the clipping", NUMBER),
+    "ignore_index": Key(255, "label value that is not scored"),
+    "semseg_classes": Key(None, "null: the dataset's label set; Cityscapes: 7 or 19", OPTIONAL_INT),
+    "ssl_type": Key("onelabel", "partial labels: full / onelabel / randomlabels",
+                    choices=("full", "onelabel", "randomlabels")),
+    "partial_labels_file": Key(None, ".json (ours) or official .pth; else generated from seed", OPTIONAL_STR),
+    "train_size": Key([512, 512], "training crop [H, W]"),
+    "val_size": Key([512, 512], "evaluation canvas [H, W] (every validation image must fit)"),
+    "amp": Key(False, "bf16 autocast (GPU only)"),
+    "sync_bn": Key(True, "SyncBatchNorm when running distributed on GPU"),
+    "channels_last": Key(True, "NHWC weights and inputs (faster convolutions with cuDNN and oneDNN)"),
+    "compile": Key(False, "torch.compile backbone, decoders and denoiser blocks (a warm-up of minutes)"),
+    "eval_kwargs.edge_thresholds_train": Key(9, "boundary thresholds during training"),
+    "eval_kwargs.edge_thresholds_infer": Key(99, "boundary thresholds of run_mode=infer"),
+    "eval_kwargs.edge_images_train": Key(0, "> 0: boundary ODS-F on the first N val images during training"),
+    "eval_kwargs.edge_workers": Key(0, "boundary-matching processes; 0 = the CPU cores shared among local ranks"),
+    "eval_kwargs.edge_maxdist": Key(None, "null = the dataset's standard tolerance", OPTIONAL_FLOAT),
+    "eval_kwargs.save_predictions": Key(False, "run_mode=infer: write per-image PNGs"),
+    "best_metric": Key(None, "delta_m or <task>.<metric> (semseg.mIoU); null: delta_m with reference_metrics, "
+                             "else the first task's headline metric", OPTIONAL_STR),
+    "reference_metrics": Key({}, "task -> {metric: value}: the Delta_m references (the paper's single-task "
+                                 "models in the shipped configs)", (dict,)),
+    "tb_images": Key(4, "images shown in TensorBoard per evaluation"),
 }
-CHOICES = {
-    "train_db_name": DATASETS,
-    "val_db_name": DATASETS,
-    "optimizer": ("adam", "adamw", "sgd"),
-    "scheduler": ("poly", "constant"),
-    "model": ("DiffusionMTL",),
-    "model_kwargs.variant": ("feature", "prediction", "baseline"),
-    "model_kwargs.conditioning": ("multitask", "none"),
-    "model_kwargs.beta_schedule": ("linear", "sqrt_linear", "cosine"),
-    "model_kwargs.eval_noise": ("zero", "seeded"),
-    "ssl_type": ("full", "onelabel", "randomlabels"),
-}
-FREE_FORM = ("reference_metrics",)  # validated in derive()
+FREE_FORM = ("reference_metrics",)  # a mapping whose inner keys are checked in derive()
+
+
+def _nested(flat):
+    tree = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+DEFAULTS = _nested({key: spec.default for key, spec in SCHEMA.items()})
+
+
+def describe_keys():
+    """The schema as text: one line per key (`python main.py --config_keys`)."""
+    lines = []
+    for key, spec in SCHEMA.items():
+        accepted = ("one of " + " / ".join(map(str, spec.choices)) if spec.choices
+                    else _type_name(spec.types))
+        lines.append(f"{key} = {spec.default!r}  [{accepted}]\n    {spec.help}")
+    return "\n".join(lines)
 
 
 def _type_name(types):
     return " or ".join(t.__name__ if t is not type(None) else "null" for t in types)
 
 
-def _check(key, value, default, source):
-    """Type-check one leaf value against its default (ints are accepted for floats)."""
-    types = TYPES.get(key)
-    if types is None:
-        types = (type(default),)
+def _check(key, value, source):
+    """Check one leaf value against its schema entry (ints are accepted for floats)."""
+    spec = SCHEMA[key]
+    types = spec.types
     if float in types and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if float in types and isinstance(value, str):
@@ -163,15 +165,23 @@ def _check(key, value, default, source):
         raise ConfigError(f"{source}: key '{key}' must be {_type_name(types)}, got {value!r}")
     if not isinstance(value, types):
         raise ConfigError(f"{source}: key '{key}' must be {_type_name(types)}, got {value!r}")
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{source}: key '{key}' must be one of {list(CHOICES[key])}, got {value!r}")
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"{source}: key '{key}' must be one of {list(spec.choices)}, got {value!r}")
+    return value
+
+
+def _check_item(key, value, default, source):
+    """One element of a list-valued key (train_size, val_size): the type of the default's."""
+    if isinstance(value, bool) or not isinstance(value, type(default)):
+        raise ConfigError(f"{source}: key '{key}' must be a list of {type(default).__name__}, got {value!r}")
     return value
 
 
 def _merge(base, update, source, prefix=""):
     """Merge `update` into `base` (a copy of DEFAULTS), rejecting unknown keys."""
     if not isinstance(update, dict):
-        raise ConfigError(f"{source}: '{prefix or '<top level>'}' must be a mapping")
+        where = f"key '{prefix[:-1]}'" if prefix else "the top level"
+        raise ConfigError(f"{source}: {where} must be a mapping, got {update!r}")
     for key, value in update.items():
         full = f"{prefix}{key}"
         if key not in base:
@@ -187,9 +197,9 @@ def _merge(base, update, source, prefix=""):
         elif isinstance(base[key], list):
             if not isinstance(value, list) or len(value) != len(base[key]):
                 raise ConfigError(f"{source}: key '{full}' must be a list of {len(base[key])} values")
-            base[key] = [_check(full, v, base[key][0], source) for v in value]
+            base[key] = [_check_item(full, v, base[key][0], source) for v in value]
         else:
-            base[key] = _check(full, value, base[key], source)
+            base[key] = _check(full, value, source)
 
 
 def _parse_opts(opts):
@@ -287,14 +297,72 @@ def derive(cfg, source):
         cfg.edge_maxdist = cfg.eval_kwargs.edge_maxdist
     else:
         cfg.edge_maxdist = EDGE_MAXDIST[cfg.val_db_name]
-    return cfg
+    return _freeze(_as_config(cfg))
+
+
+class Config(EasyDict):
+    """An EasyDict that refuses changes once frozen (`derive()` returns frozen configs): a
+    value read anywhere is the value validated and logged at the start."""
+
+    def __setattr__(self, name, value):
+        if self.__dict__.get("_frozen"):
+            raise TypeError(f"the config is read-only after derive(); cannot set '{name}' (use --opts)")
+        super().__setattr__(name, value)
+
+    __setitem__ = __setattr__
+
+    def __delattr__(self, name):
+        raise TypeError(f"the config is read-only; cannot delete '{name}'")
+
+    __delitem__ = __delattr__
+
+    def update(self, *args, **kwargs):
+        raise TypeError("the config is read-only; use --opts")
+
+    def pop(self, *args):
+        raise TypeError("the config is read-only; use --opts")
+
+    def __reduce__(self):  # copies and pickles are frozen configs too
+        return _frozen_config, (dict(self),)
+
+
+def _frozen_config(data):
+    return _freeze(_as_config(data))
+
+
+def _as_config(node):
+    if isinstance(node, dict):
+        return Config({key: _as_config(value) for key, value in node.items()})
+    if isinstance(node, (list, tuple)):
+        return [_as_config(value) for value in node]
+    return node
+
+
+def _freeze(node):
+    if isinstance(node, Config):
+        for value in node.values():
+            _freeze(value)
+        node.__dict__["_frozen"] = True
+    elif isinstance(node, list):
+        for value in node:
+            _freeze(value)
+    return node
+
+
+def write_yaml(path, payload):
+    """Atomic YAML write (a run folder's config.yaml)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(payload, handle, sort_keys=False)
+    os.replace(tmp, path)
 
 
 # Keys that may change when a run is continued (budget, logging, evaluation, where the
 # data lives); any other difference means a different experiment in the same folder.
 RESUMABLE_KEYS = ("max_iter", "epochs", "val_interval", "eval_at_start", "log_interval", "ckpt_interval",
-                  "nworkers", "num_threads", "valBatch", "db_root", "output_dir", "eval_kwargs", "tb_images",
-                  "channels_last", "compile", "label_cache")
+                  "nworkers", "num_threads", "valBatch", "val_size", "db_root", "output_dir", "eval_kwargs",
+                  "tb_images", "channels_last", "compile", "label_cache")
 DERIVED_KEYS = ("TASKS", "train_db_dir", "val_db_dir", "run_dir", "edge_maxdist")
 
 

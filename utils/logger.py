@@ -3,10 +3,19 @@ import logging
 import os
 import sys
 
+FILE_ONLY = "file_only"  # a record with this attribute set goes to log.txt alone
+
+
+class _NotFileOnly(logging.Filter):
+    def filter(self, record):
+        return not getattr(record, FILE_ONLY, False)
+
 
 def setup_logger(run_dir=None, rank=0, name="diffusionmtl"):
     """Return the project logger; only rank 0 writes (console + run_dir/log.txt)."""
     logger = logging.getLogger(name)
+    for handler in logger.handlers:
+        handler.close()
     logger.handlers.clear()
     logger.propagate = False
     if rank != 0:
@@ -17,6 +26,7 @@ def setup_logger(run_dir=None, rank=0, name="diffusionmtl"):
     fmt = logging.Formatter("[%(asctime)s] %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(fmt)
+    console.addFilter(_NotFileOnly())
     logger.addHandler(console)
     if run_dir is not None:
         os.makedirs(run_dir, exist_ok=True)
@@ -24,3 +34,9 @@ def setup_logger(run_dir=None, rank=0, name="diffusionmtl"):
         file_handler.setFormatter(fmt)
         logger.addHandler(file_handler)
     return logger
+
+
+def log_to_file(logger, message):
+    """Record `message` in log.txt only (it has been shown on stderr already): a log read
+    later says why the run stopped."""
+    logger.info(message, extra={FILE_ONLY: True})
