@@ -50,10 +50,9 @@ def to_maps(sample, tasks):
     return maps
 
 
-def crop_window(shape, scale, top, left):
-    """(rows, cols) slices of the protocol's crop of an image of `shape` at scale `scale`."""
-    crop_h, crop_w = int(shape[0] / scale), int(shape[1] / scale)
-    return slice(top, top + crop_h), slice(left, left + crop_w)
+def crop_size(shape, scale):
+    """(h, w) of the protocol's crop of an image of `shape` (H, W): (int(H / s), int(W / s))."""
+    return int(shape[0] / scale), int(shape[1] / scale)
 
 
 def scale_crop(maps, scale, top, left):
@@ -61,10 +60,10 @@ def scale_crop(maps, scale, top, left):
     window resized back to (H, W); depth divided by `scale` (0 = invalid stays 0, 255 =
     ignore stays 255)."""
     height, width = maps["image"].shape[-2:]
-    rows, cols = crop_window((height, width), scale, top, left)
+    crop_h, crop_w = crop_size((height, width), scale)
     out = {}
     for key, value in maps.items():
-        window = value[None, :, rows, cols]  # (1, C, h, w)
+        window = value[None, :, top:top + crop_h, left:left + crop_w]  # (1, C, h, w)
         if key in BILINEAR:
             resized = F.interpolate(window, size=(height, width), mode="bilinear", align_corners=True)[0]
         else:
@@ -107,7 +106,7 @@ def check_size(sample, size, key):
     height, width = sample["image"].shape[:2]
     if (height, width) != tuple(size):
         raise DataError(f"image '{sample['meta']['id']}' is {height}x{width} but {key} is {size[0]}x{size[1]}; "
-                        f"the protocol neither crops nor pads: set {key} to [{height}, {width}]")
+                        f"the protocol keeps each image's size (no padding): set {key} to [{height}, {width}]")
 
 
 def _task_mask(sample, tasks):
@@ -127,8 +126,9 @@ class MTANTrainTransform:
     def draw(self, shape, rng):
         """(scale, top, left) of one crop, drawn from `rng`."""
         scale = float(self.scales[int(rng.integers(len(self.scales)))])
-        top = int(rng.integers(0, shape[0] - int(shape[0] / scale) + 1))
-        left = int(rng.integers(0, shape[1] - int(shape[1] / scale) + 1))
+        crop_h, crop_w = crop_size(shape, scale)
+        top = int(rng.integers(0, shape[0] - crop_h + 1))
+        left = int(rng.integers(0, shape[1] - crop_w + 1))
         return scale, top, left
 
     def __call__(self, sample, rng=None):
