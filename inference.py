@@ -34,6 +34,7 @@ from data.transforms import content_windows, crop_to_content, pad_and_tensorize
 from evaluation.postprocess import activate
 from models import build_model
 from engine.checkpoint import load_checkpoint, load_model_state
+from utils.cli import HelpFormatter
 from utils.config import config_from_dict, load_config
 from utils.errors import CheckpointError, DiffusionMTLError, ImageReadError, UsageError
 from evaluation.visualization import dataset_style, make_overview, write_prediction
@@ -221,7 +222,7 @@ def run(model, cfg, paths, save_dir, device, batch_size=1, progress=True):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--config_exp", "--config_path", dest="config_path", default=None,
                         help="the training config (YAML); default: the config stored in the checkpoint")
     parser.add_argument("--ckp_path", required=True, help="checkpoint with a 'model' state dict (e.g. best.pth)")
