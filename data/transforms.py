@@ -36,7 +36,6 @@ from utils.tasks import IGNORE_INDEX
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
-UINT8_TASKS = ("semseg", "human_parts", "sal", "edge")  # raw (H, W) uint8 maps
 CLASS_TASKS = ("semseg", "human_parts", "sal")  # -> int64 (H, W)
 CHANNEL_TASKS = ("edge", "depth")  # -> float32 (1, H, W)
 
