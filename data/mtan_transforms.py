@@ -117,6 +117,8 @@ class MTANTrainTransform:
     """Training augmentation of the protocol (module docstring); `flip_prob` 0.5 for
     Cityscapes, 0 for NYUD (MTPSL does not flip NYUD)."""
 
+    pads = False  # every image must have the size train_size (engine.preflight checks it up front)
+
     def __init__(self, tasks, size, flip_prob, scales=SCALES):
         self.tasks = list(tasks)
         self.size = tuple(size)
@@ -142,6 +144,8 @@ class MTANTrainTransform:
 
 class MTANValTransform:
     """Validation: no transform (normalisation and tensors only)."""
+
+    pads = False  # every image must have the size val_size (engine.preflight checks it up front)
 
     def __init__(self, tasks, size):
         self.tasks = list(tasks)

@@ -14,7 +14,7 @@ from data.datasets import build_dataset
 from data.loaders import TrainBatches, make_val_loader
 from engine.checkpoint import Checkpointer, load_checkpoint, load_model_state, seed_everything
 from engine.evaluation import evaluate, show_progress
-from engine.preflight import check_files, check_val_sizes
+from engine.preflight import check_files, check_train_sizes, check_val_sizes
 from engine.report import Reporter
 from engine.step import TrainStep, build_optimizer, build_scheduler, compile_model, memory_format, to_device
 from evaluation import best_score, build_evaluator
@@ -72,6 +72,7 @@ class Trainer:
         # ---- Data: checked before any compute is spent
         self.train_set, self.val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
         check_files(self.train_set, self.val_set)
+        check_train_sizes(self.train_set, cfg.train_size)
         check_val_sizes(self.val_set, cfg.val_size)
         self.batches = TrainBatches(cfg, self.train_set, device)
         self.val_loader = make_val_loader(cfg, self.val_set, device)

@@ -31,18 +31,40 @@ def image_size(path):
         raise DataError(f"{path}: not a readable image ({err})") from None
 
 
-def check_val_sizes(dataset, val_size):
-    """Every validation image fits inside `val_size` (predictions are padded to it)."""
+def check_train_sizes(dataset, train_size):
+    """Where the protocol never pads or crops to a fixed size (NYUD MTAN layout, Cityscapes),
+    every training image has the size train_size."""
+    if getattr(dataset.transform, "pads", True):
+        return  # scaled, cropped and padded to train_size: any size works
     loader = dataset.loader
-    first_too_large, needed = None, list(val_size)
     for index in range(len(dataset)):
         path = next(p for p in loader.files(index, [])[0] if os.path.exists(p))
         height, width = image_size(path)
-        if height > val_size[0] or width > val_size[1]:
-            first_too_large = first_too_large or (path, height, width)
-            needed = [max(needed[0], height), max(needed[1], width)]
-    if first_too_large is not None:
-        path, height, width = first_too_large
+        if (height, width) != tuple(train_size):
+            raise ConfigError(f"train_size {train_size[0]}x{train_size[1]} differs from the size of training image "
+                              f"{path} ({height}x{width}); this dataset trains at its own size: "
+                              f"--opts train_size=[{height},{width}]")
+
+
+def check_val_sizes(dataset, val_size):
+    """Every validation image fits inside `val_size` (predictions are padded to it), or has
+    exactly that size where the protocol never pads (NYUD MTAN layout, Cityscapes)."""
+    loader, pads = dataset.loader, getattr(dataset.transform, "pads", True)
+    first_wrong, needed = None, list(val_size) if pads else [0, 0]
+    for index in range(len(dataset)):
+        path = next(p for p in loader.files(index, [])[0] if os.path.exists(p))
+        height, width = image_size(path)
+        wrong = height > val_size[0] or width > val_size[1] if pads else (height, width) != tuple(val_size)
+        if wrong:
+            first_wrong = first_wrong or (path, height, width)
+        needed = [max(needed[0], height), max(needed[1], width)]
+    if first_wrong is None:
+        return
+    path, height, width = first_wrong
+    if pads:
         raise ConfigError(f"val_size {val_size[0]}x{val_size[1]} is smaller than validation image {path} "
                           f"({height}x{width}); the whole split fits in --opts val_size=[{needed[0]},{needed[1]}] "
                           f"(val_size may change when a run is continued)")
+    raise ConfigError(f"val_size {val_size[0]}x{val_size[1]} differs from the size of validation image {path} "
+                      f"({height}x{width}); this dataset is evaluated unpadded at its own size: "
+                      f"--opts val_size=[{height},{width}]")

@@ -24,7 +24,7 @@ def _scalars(metrics, prefix):
 
 def headline(metrics):
     """One line of a metrics dict: 'semseg.mIoU 12.30, ..., delta_m +1.20'."""
-    parts = [f"{task}.{name} {value:.2f}" for task, values in (metrics or {}).items()
+    parts = [f"{task}.{name} {value:.4g}" for task, values in (metrics or {}).items()
              if isinstance(values, dict) and task != "prelim"
              for name, value in values.items() if isinstance(value, (int, float))]
     if isinstance((metrics or {}).get("delta_m"), (int, float)):
@@ -35,7 +35,7 @@ def headline(metrics):
 def gain_line(metrics):
     """What the refinement stage added at this evaluation (positive = better), per task."""
     gain = refinement_gain(metrics or {})
-    parts = [f"{task}.{name} {value:+.2f}" for task, values in gain.items() if isinstance(values, dict)
+    parts = [f"{task}.{name} {value:+.4g}" for task, values in gain.items() if isinstance(values, dict)
              for name, value in values.items()]
     if "delta_m" in gain:
         parts.append(f"delta_m {gain['delta_m']:+.2f}")

@@ -40,8 +40,8 @@ def test_train_infer_and_inference_on_synthetic_cityscapes(tmp_path):
     assert {"semseg", "depth", "delta_m"} <= set(metrics) and "edge" not in metrics
     assert set(metrics["depth"]) == {"absErr", "relErr"} and metrics["depth"]["absErr"] > 0
     assert 0.0 <= metrics["semseg"]["mIoU"] <= 100.0
-    expected = ((metrics["semseg"]["mIoU"] - 70.04) / 70.04 * 100
-                + (0.0140 - metrics["depth"]["absErr"]) / 0.0140 * 100) / 2
+    expected = ((metrics["semseg"]["mIoU"] - 75.82) / 75.82 * 100  # the paper's single-task references
+                + (0.0125 - metrics["depth"]["absErr"]) / 0.0125 * 100) / 2
     assert metrics["delta_m"] == pytest.approx(expected)
     assert "absErr" in proc.stdout and "8 train / 3 val images" in proc.stdout
     assert torch.load(run_dir / "last.pth", map_location="cpu", weights_only=True)["iteration"] == 4

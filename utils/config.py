@@ -12,8 +12,8 @@ import yaml
 from easydict import EasyDict
 
 from utils.errors import ConfigError
-from utils.tasks import (DATASET_DIRNAME, DATASET_TASKS, EDGE_MAXDIST, SEMSEG_CLASS_CHOICES, TASK_ORDER,
-                         headline_metric)
+from utils.tasks import (DATASET_DIRNAME, DATASET_TASKS, EDGE_MAXDIST, RENAMED_METRICS, SEMSEG_CLASS_CHOICES,
+                         TASK_ORDER, check_reference_metrics, headline_metric)
 
 DB_ROOT_ENV = "DIFFUSIONMTL_DB_ROOT"
 DATASETS = tuple(DATASET_TASKS)
@@ -248,6 +248,7 @@ def derive(cfg, source):
     for task, metrics in cfg.reference_metrics.items():
         if task not in wanted or not isinstance(metrics, dict):
             raise ConfigError(f"{source}: reference_metrics.{task}: expected a mapping for one of {wanted}")
+    check_reference_metrics(cfg.reference_metrics, cfg.val_db_name, source)
 
     if cfg.best_metric is None:
         first = wanted[0]
@@ -257,6 +258,9 @@ def derive(cfg, source):
         raise ConfigError(f"{source}: best_metric 'delta_m' needs reference_metrics")
     elif cfg.best_metric != "delta_m":
         task, _, metric = cfg.best_metric.partition(".")
+        if metric in RENAMED_METRICS:
+            raise ConfigError(f"{source}: best_metric '{cfg.best_metric}': the metric is now named "
+                              f"'{task}.{RENAMED_METRICS[metric]}'")
         if task not in wanted or not metric:
             raise ConfigError(f"{source}: best_metric must be 'delta_m' or '<task>.<metric>' with a task "
                               f"of {wanted}, got '{cfg.best_metric}'")

@@ -1,4 +1,5 @@
 """Task and dataset tables shared by every package (the single source of truth)."""
+from utils.errors import ConfigError
 
 # Canonical task order. It matches the column order of the official partial-label
 # files: PASCAL [semseg, human_parts, sal, normals, edge], NYUD [semseg, depth, normals],
@@ -53,3 +54,28 @@ def headline_metric(dataset, task):
 def ordered_tasks(names):
     """Return `names` sorted in the canonical task order."""
     return [t for t in TASK_ORDER if t in set(names)]
+
+
+def headline_reference(reference_metrics, dataset, task):
+    """The reference value of `task`'s headline metric on `dataset`; None when the task has
+    no reference. A reference without the headline metric (a typo, an old name such as
+    `abs_err`, another column) is a ConfigError rather than a task silently left out."""
+    given = reference_metrics.get(task)
+    if not given:
+        return None
+    name = headline_metric(dataset, task)[0]
+    if name not in given:
+        renamed = [f" ('{old}' is now named '{RENAMED_METRICS[old]}')" for old in given if old in RENAMED_METRICS]
+        raise ConfigError(f"reference_metrics.{task}: Delta_m on {dataset or 'this dataset'} compares "
+                          f"{task}.{name}, got {sorted(given)}{''.join(renamed[:1])}")
+    return given[name]
+
+
+def check_reference_metrics(reference_metrics, dataset, source):
+    """Raise ConfigError (prefixed with `source`, the config file) unless every task's
+    reference names the task's headline metric on `dataset`."""
+    for task in reference_metrics:
+        try:
+            headline_reference(reference_metrics, dataset, task)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None

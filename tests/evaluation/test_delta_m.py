@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from evaluation import build_evaluator
-from evaluation.delta_m import check_reference_metrics, delta_m
+from evaluation.delta_m import delta_m
+from utils.tasks import check_reference_metrics
 from evaluation.evaluator import best_score
 from utils.config import load_config
 from utils.errors import ConfigError
