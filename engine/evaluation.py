@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from data.datasets import build_dataset
 from data.loaders import make_val_loader
+from data.transforms import content_windows, crop_to_content
 from engine.checkpoint import load_checkpoint, load_model_state
 from engine.preflight import check_files, check_val_sizes
 from engine.step import autocast, memory_format, to_device
@@ -30,11 +31,8 @@ def show_progress():
 
 
 def content(prediction, meta, index):
-    """Sample `index`'s prediction without the padding: the window its image fills in the
-    padded canvas (meta "size" (H, W), and "offset" (top, left) where the content is not at 0, 0)."""
-    height, width = (int(v) for v in meta["size"][index])
-    top, left = (int(v) for v in meta["offset"][index]) if "offset" in meta else (0, 0)
-    return prediction[..., top:top + height, left:left + width]
+    """Sample `index`'s prediction without the padding (its window in the padded canvas)."""
+    return crop_to_content(prediction, content_windows(meta)[index])
 
 
 @torch.no_grad()

@@ -51,6 +51,8 @@ import scipy.sparse
 import torch
 from scipy.sparse.csgraph import maximum_flow
 
+from data.transforms import crop_to_content
+
 from utils.processes import exit_with_parent
 from utils.thinning import thin
 
@@ -263,16 +265,17 @@ class BoundaryMeter:
         self._pool = None
         self._pending = []
 
-    def update(self, prediction, target, sizes):
-        # prediction: (B, H, W) boundary probability; target: (B, 1, H, W) {0, 1, ignore}
+    def update(self, prediction, target, windows):
+        # prediction: (B, H, W) boundary probability; target: (B, 1, H, W) {0, 1, ignore};
+        # windows: (B, 4) each sample's content window (data.transforms.content_windows)
         prediction = prediction.float().cpu().numpy()
         target = target[:, 0].cpu().numpy()
-        for probability, labels, (height, width) in zip(prediction, target, sizes.tolist()):
+        for probability, labels, window in zip(prediction, target, windows.tolist()):
             if self.max_images and self.seen >= self.max_images:
                 return
             self.seen += 1
-            labels = labels[:height, :width]
-            probability = np.where(labels == self.ignore_index, 0.0, probability[:height, :width])
+            labels = crop_to_content(labels, window)
+            probability = np.where(labels == self.ignore_index, 0.0, crop_to_content(probability, window))
             self._submit(probability.astype(np.float32), labels == 1)
 
     def _submit(self, probability, boundary):

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from data.transforms import content_windows
 from evaluation.delta_m import delta_m
 from evaluation.postprocess import activate
 from utils.errors import ConfigError
@@ -38,16 +39,17 @@ class MultiTaskEvaluator:
 
     @torch.no_grad()
     def update(self, final_outputs, batch, prelim_outputs=None):
-        """final_outputs (and prelim_outputs): task -> raw (B, C, H, W); batch: targets and meta.size (B, 2)."""
+        """final_outputs (and prelim_outputs): task -> raw (B, C, H, W); batch: targets and meta
+        (size and offset: where each sample's content lies, `data.transforms.content_windows`)."""
         if prelim_outputs is not None and not self.prelim_meters:
             raise ValueError("prelim_outputs given to an evaluator built without prelim_meters")
-        sizes = torch.as_tensor(batch["meta"]["size"], dtype=torch.int64)  # (B, 2): original H, W
+        windows = content_windows(batch["meta"])  # (B, 4): top, left, height, width
         for meters, outputs in ((self.meters, final_outputs), (self.prelim_meters, prelim_outputs)):
             if outputs is None:
                 continue
             for task, meter in meters.items():
                 prediction = activate(task, outputs[task])
-                meter.update(prediction, batch[task].to(prediction.device), sizes)
+                meter.update(prediction, batch[task].to(prediction.device), windows)
         self.scored_prelim |= prelim_outputs is not None
 
     def state_tensors(self):

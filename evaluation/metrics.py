@@ -4,8 +4,9 @@ Every meter keeps its state as a few CPU tensors (int64 counts, float64 sums) wh
 shapes depend only on the configuration, so ranks can all-reduce them with SUM and
 `compute()` gives the metric over the whole split. `update(prediction, target, sizes)`
 takes activated predictions (`evaluation.postprocess.activate`), targets as in
-docs/conventions.md, and `sizes` (B, 2): the original (H, W) of each sample, whose
-top-left region is the only part evaluated (the rest is padding).
+docs/conventions.md, and `sizes` (B, 4): each sample's content window [top, left,
+height, width] in its padded maps (`data.transforms.content_windows`), the only part
+evaluated (the rest is padding).
 """
 import math
 
@@ -13,11 +14,14 @@ import torch
 import torch.nn.functional as F
 
 
-def image_region(sizes, height, width, device):
-    """(B, H, W) bool: True inside each sample's original [:h, :w] region."""
-    sizes = sizes.to(device)
-    rows = torch.arange(height, device=device)[None, :] < sizes[:, :1]  # (B, H)
-    cols = torch.arange(width, device=device)[None, :] < sizes[:, 1:]  # (B, W)
+def image_region(windows, height, width, device):
+    """(B, H, W) bool: True inside each sample's content window ([top, left, height, width]
+    rows, `data.transforms.content_windows`) of the (H, W) padded maps."""
+    top, left, content_h, content_w = windows.to(device)[:, :, None].unbind(1)  # each (B, 1)
+    rows = torch.arange(height, device=device)[None, :] - top  # (B, H)
+    cols = torch.arange(width, device=device)[None, :] - left  # (B, W)
+    rows = (rows >= 0) & (rows < content_h)
+    cols = (cols >= 0) & (cols < content_w)
     return rows[:, :, None] & cols[:, None, :]
 
 

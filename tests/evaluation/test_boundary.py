@@ -157,12 +157,12 @@ def test_meter_ignores_255_and_crops_to_size():
     target[0, 0, :20, :20] = 255.0
     prediction[0, 5:15, 10] = 1.0
     padded_prediction = torch.zeros(1, 210, 210)
-    padded_prediction[0, :200, :200] = prediction[0]
-    padded_prediction[0, 205, :] = 1.0
+    padded_prediction[0, 5:205, 5:205] = prediction[0]  # content centred: window [5, 5, 200, 200]
+    padded_prediction[0, 207, :] = 1.0
     padded_target = torch.full((1, 1, 210, 210), 255.0)
-    padded_target[..., :200, :200] = target
+    padded_target[..., 5:205, 5:205] = target
     meter = BoundaryMeter(9, 0.0075, 255, workers=1)
-    meter.update(padded_prediction, padded_target, torch.tensor([[200, 200]]))
+    meter.update(padded_prediction, padded_target, torch.tensor([[5, 5, 200, 200]]))
     assert meter.compute()["odsF"] == pytest.approx(100.0)
 
 
@@ -173,7 +173,7 @@ def test_worker_pool_matches_inline_and_streams():
                    for b, shift in zip(boundaries, (0, 1, 4))]
     target = torch.from_numpy(np.stack(boundaries)).float()[:, None]
     prediction = torch.from_numpy(np.stack(predictions)).float()
-    sizes = torch.tensor([[120, 120]] * 3)
+    sizes = torch.tensor([[0, 0, 120, 120]] * 3)
 
     inline = BoundaryMeter(5, 0.0075, 255, workers=1)
     inline.update(prediction, target, sizes)
@@ -198,7 +198,7 @@ def test_max_images_limits_the_images_that_count():
     target[:, :, 8, :] = 1
     prediction = torch.zeros(3, 16, 16)
     prediction[0, 8, :] = 1.0  # only the first image is predicted right
-    sizes = torch.tensor([[16, 16]] * 3)
+    sizes = torch.tensor([[0, 0, 16, 16]] * 3)
     limited = BoundaryMeter(3, 0.0075, 255, workers=1, max_images=1)
     limited.update(prediction, target, sizes)
     assert limited.compute()["odsF"] == pytest.approx(100.0)

@@ -111,7 +111,7 @@ def test_meter_counts_equal_evaluate_image_with_ignore():
     labels[10:50, 20:90] = 255.0
     meter = BoundaryMeter(5, 0.0075, 255, workers=1)
     meter.update(torch.from_numpy(probability)[None], torch.from_numpy(labels)[None, None],
-                 torch.tensor([[96, 128]]))
+                 torch.tensor([[0, 0, 96, 128]]))
     ignore = labels == 255
     expected = evaluate_image(np.where(ignore, 0.0, probability).astype(np.float32), boundary & ~ignore,
                               meter.thresholds, 0.0075)

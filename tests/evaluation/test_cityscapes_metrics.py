@@ -29,12 +29,12 @@ def test_inverse_depth_errors_are_pooled_over_valid_pixels():
     # image 1: 0 = invalid, 255 = ignore, the last column is padding (size 2x2)
     target = torch.tensor([[[[0.1, 0.2, 0.9], [0.0, 0.5, 0.9], [255.0, 255.0, 0.9]]]])
     prediction = torch.tensor([[[0.15, 0.1, 0.0], [0.3, 0.5, 0.0], [0.7, 0.7, 0.0]]])
-    meter.update(prediction, target, torch.tensor([[3, 2]]))
+    meter.update(prediction, target, torch.tensor([[0, 0, 3, 2]]))
     # errors 0.05, 0.1, 0 over targets 0.1, 0.2, 0.5
     assert meter.compute()["absErr"] == pytest.approx(0.15 / 3)
     assert meter.compute()["relErr"] == pytest.approx((0.5 + 0.5 + 0.0) / 3)
     # image 2: one valid pixel, error 0.2 on 0.4; pooled, not averaged per batch
-    meter.update(torch.tensor([[[0.6]]]), torch.tensor([[[[0.4]]]]), torch.tensor([[1, 1]]))
+    meter.update(torch.tensor([[[0.6]]]), torch.tensor([[[[0.4]]]]), torch.tensor([[0, 0, 1, 1]]))
     assert meter.compute() == pytest.approx({"absErr": 0.35 / 4, "relErr": 1.5 / 4})
     meter.reset()
     assert all(value != value for value in meter.compute().values())  # NaN when nothing was seen

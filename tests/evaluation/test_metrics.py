@@ -8,13 +8,29 @@ from evaluation.metrics import DepthMeter, NormalsMeter, SaliencyMeter, Segmenta
 
 
 def full(batch, height, width):
-    return torch.tensor([[height, width]] * batch)
+    """Content windows of unpadded samples: [top 0, left 0, height, width]."""
+    return torch.tensor([[0, 0, height, width]] * batch)
 
 
-def test_image_region_marks_top_left_crop():
-    region = image_region(torch.tensor([[1, 2], [2, 3]]), 2, 3, "cpu")
+def test_image_region_marks_each_content_window():
+    # [top, left, height, width]: the top-left 1x2 and the whole 2x3 of a 2x3 map
+    region = image_region(torch.tensor([[0, 0, 1, 2], [0, 0, 2, 3]]), 2, 3, "cpu")
     assert region.tolist() == [[[True, True, False], [False, False, False]],
                                [[True, True, True], [True, True, True]]]
+    centred = image_region(torch.tensor([[1, 1, 1, 2]]), 3, 4, "cpu")  # 1x2 centred in 3x4
+    assert centred.tolist() == [[[False] * 4, [False, True, True, False], [False] * 4]]
+
+
+def test_metrics_read_only_the_centred_content():
+    # a 1x2 content centred in a 3x4 canvas (window [1, 1, 1, 2]); the padding holds
+    # valid-looking labels that the prediction gets wrong
+    target = torch.zeros(1, 3, 4, dtype=torch.int64)
+    target[0, 1, 1:3] = torch.tensor([0, 1])
+    prediction = 1 - target
+    prediction[0, 1, 1:3] = torch.tensor([0, 1])  # right inside the window only
+    meter = SegmentationMeter(2, 255)
+    meter.update(prediction, target, torch.tensor([[1, 1, 1, 2]]))
+    assert meter.compute()["mIoU"] == pytest.approx(100.0)
 
 
 def test_miou_hand_worked_absent_class_counts_zero():
@@ -37,7 +53,7 @@ def test_miou_counts_class_predicted_but_absent_from_gt():
 def test_miou_ignores_padding_outside_size():
     # valid region 1x2 of a 2x2 map; the padded row would otherwise add errors
     meter = SegmentationMeter(2, 255)
-    meter.update(torch.tensor([[[0, 1], [1, 1]]]), torch.tensor([[[0, 1], [0, 0]]]), torch.tensor([[1, 2]]))
+    meter.update(torch.tensor([[[0, 1], [1, 1]]]), torch.tensor([[[0, 1], [0, 0]]]), torch.tensor([[0, 0, 1, 2]]))
     assert meter.compute()["mIoU"] == pytest.approx(100.0)
 
 
