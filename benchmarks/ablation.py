@@ -146,9 +146,10 @@ def summarise(runs, columns, dataset):
     predictions, against the same reference.
     """
     reference = None
-    if REFERENCE in runs:
-        reference = {task: {metric: mean_std([r["metrics"][task][metric] for r in runs[REFERENCE].values()])[0]}
-                     for task, metric, _ in columns}
+    if REFERENCE in runs:  # a task whose baseline scores 0 has no relative change: left out
+        means = {(task, metric): mean_std([r["metrics"][task][metric] for r in runs[REFERENCE].values()])[0]
+                 for task, metric, _ in columns}
+        reference = {task: {metric: value} for (task, metric), value in means.items() if value}
     rows = {}
     for variant, seeds in runs.items():
         results = [r["metrics"] for r in seeds.values()]
@@ -159,7 +160,7 @@ def summarise(runs, columns, dataset):
             row["metrics"][key] = mean_std([m[task][metric] for m in results])
             row["prelim"][key] = mean_std([p[task][metric] for p in prelims])
             row["refinement_gain"][key] = mean_std([refinement_gain(m)[task][metric] for m in results if "prelim" in m])
-        if reference is not None:
+        if reference:
             row["delta_m"] = mean_std([delta_m(m, reference, dataset) for m in results])
             row["refinement_gain"]["delta_m"] = mean_std(
                 [delta_m(m, reference, dataset) - delta_m(m["prelim"], reference, dataset)
