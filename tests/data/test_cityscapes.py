@@ -2,7 +2,6 @@
 split and the protocol's transforms (tests/data/test_mtan_transforms.py checks their
 arithmetic), and the synthetic street scenes."""
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +19,17 @@ REPO = Path(__file__).resolve().parents[2]
 TASKS = ["semseg", "depth"]
 
 
-@pytest.fixture(scope="module")
-def db_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("db")
-    generate("cityscapes", str(root), 7, 3, (32, 64), seed=2)
-    return root
+@pytest.fixture
+def db_root(cityscapes_db):
+    db = cityscapes_db
+    assert (db.n_train, db.n_val, db.size, db.seed) == (7, 3, (32, 64), 2)  # the numbers the tests below use
+    return cityscapes_db.db_root
 
 
-@pytest.fixture()
-def broken_root(tmp_path, db_root):
+@pytest.fixture
+def broken_root(tmp_path, cityscapes_db):
     """A private copy to damage."""
-    shutil.copytree(db_root / "cityscapes", tmp_path / "cityscapes")
-    return tmp_path / "cityscapes"
+    return cityscapes_db.copy_to(tmp_path).root
 
 
 def arrays(root, split, index):
