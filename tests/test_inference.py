@@ -17,20 +17,11 @@ from data.synthetic import generate
 from data.transforms import ValTransform
 from models import build_model
 from engine.checkpoint import save_checkpoint
-from utils.config import load_config
 from data.metadata import PARTS_PALETTE, VOC_PALETTE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "demo.yml")
-# configs/demo.yml (ViT-tiny, PASCAL's 5 tasks) shrunk further so CPU runs take a second.
-TINY = ["val_size=[64,64]", "backbone_kwargs.num_taps=2", "model_kwargs.embed_dim=16",
-        "model_kwargs.denoiser_depth=1", "model_kwargs.num_heads=1", "model_kwargs.head_convs=1",
-        "model_kwargs.prelim_blocks=1"]
 TASKS = ("semseg", "human_parts", "sal", "normals", "edge")
-
-
-def tiny_config(*extra):
-    return load_config(CONFIG, opts=inference.INFERENCE_OPTS + TINY + list(extra))
 
 
 def save_random_checkpoint(path, cfg):
@@ -40,11 +31,12 @@ def save_random_checkpoint(path, cfg):
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_cfg):
+    """configs/demo.yml (ViT-tiny, PASCAL's 5 tasks) as tiny_cfg shrinks it, with random weights."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: extra threads only wait for each other on a busy CI box
     folder = tmp_path_factory.mktemp("inference")
-    cfg = tiny_config()
+    cfg = tiny_cfg()
     checkpoint = save_random_checkpoint(str(folder / "tiny.pth"), cfg)
     model = inference.load_model(cfg, checkpoint, torch.device("cpu"))
     yield {"cfg": cfg, "checkpoint": checkpoint, "model": model}
@@ -70,7 +62,7 @@ def check_outputs(save_dir, name, size):
 
 
 @pytest.mark.slow
-def test_cli_on_a_folder_with_a_corrupt_file(setup, tmp_path):
+def test_cli_on_a_folder_with_a_corrupt_file(setup, tiny_opts, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(skimage.data.coffee()).save(images / "coffee.jpg")  # 400 x 600
@@ -79,7 +71,7 @@ def test_cli_on_a_folder_with_a_corrupt_file(setup, tmp_path):
     (images / "notes.txt").write_text("not an image, not an input")
     command = [sys.executable, os.path.join(ROOT, "inference.py"), "--config_path", CONFIG,
                "--ckp_path", setup["checkpoint"], "--image_path", str(images), "--save_dir",
-               str(tmp_path / "out"), "--device", "cpu", "--batch_size", "2", "--opts", *TINY]
+               str(tmp_path / "out"), "--device", "cpu", "--batch_size", "2", "--opts", *tiny_opts]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300,
                             env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 1, result.stderr
@@ -123,11 +115,11 @@ def test_grayscale_rgba_16bit_and_exif_rotated_inputs(setup, tmp_path):
         check_outputs(str(tmp_path / "out"), name, size)
 
 
-def test_same_image_and_checkpoint_give_identical_files(setup, tmp_path):
+def test_same_image_and_checkpoint_give_identical_files(setup, tiny_cfg, tmp_path):
     Image.fromarray(skimage.data.astronaut()[:, 64:448]).save(tmp_path / "astronaut.png")  # 512 x 384
     paths = [str(tmp_path / "astronaut.png")]
     inference.run(setup["model"], setup["cfg"], paths, str(tmp_path / "a"), torch.device("cpu"), progress=False)
-    reloaded = inference.load_model(tiny_config(), setup["checkpoint"], torch.device("cpu"))
+    reloaded = inference.load_model(tiny_cfg(), setup["checkpoint"], torch.device("cpu"))
     inference.run(reloaded, setup["cfg"], paths, str(tmp_path / "b"), torch.device("cpu"), progress=False)
     files = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "a")
                    for d, _, names in os.walk(tmp_path / "a") for f in names)
@@ -164,12 +156,11 @@ def test_an_image_that_fits_is_padded_as_validation_pads_it():
     assert torch.equal(canvas, validation["image"])
 
 
-def test_a_validation_image_gets_the_same_prediction_from_run_mode_infer(setup, tmp_path):
+def test_a_validation_image_gets_the_same_prediction_from_run_mode_infer(setup, tiny_opts, tmp_path):
     # 40 x 52 images in a 64 x 64 canvas: the content at rows 12..51, columns 6..57
     db_root = generate("pascal", str(tmp_path / "db"), n_train=2, n_val=2, size=(40, 52), seed=0)
-    opts = TINY + [f"db_root={tmp_path / 'db'}", f"output_dir={tmp_path / 'runs'}", "valBatch=1", "nworkers=0",
-                   "channels_last=false", "eval_kwargs.save_predictions=true", "eval_kwargs.edge_workers=1",
-                   "eval_kwargs.edge_thresholds_infer=5"]
+    opts = [*tiny_opts, f"db_root={tmp_path / 'db'}", f"output_dir={tmp_path / 'runs'}", "valBatch=1",
+            "channels_last=false", "eval_kwargs.save_predictions=true"]
     status = main.main(["--config_exp", CONFIG, "--run_mode", "infer", "--trained_model", setup["checkpoint"],
                         "--device", "cpu", "--opts", *opts])
     assert status == 0
@@ -193,30 +184,35 @@ def test_output_names_never_collide():
     assert inference.output_names(["p/a.jpg", "q/a.jpg"]) == ["p__a_jpg", "q__a_jpg"]
 
 
-def run_main(capsys, *argv):
-    status = inference.main(["--config_path", CONFIG, "--device", "cpu", "--no_progress", *argv, "--opts", *TINY])
-    return status, capsys.readouterr()
+@pytest.fixture
+def run_main(capsys, tiny_opts):
+    """inference.main on the tiny config: (exit status, captured output)."""
+    def run(*argv):
+        status = inference.main(["--config_path", CONFIG, "--device", "cpu", "--no_progress", *argv,
+                                 "--opts", *tiny_opts])
+        return status, capsys.readouterr()
+    return run
 
 
-def test_missing_checkpoint_is_one_line_and_status_2(setup, tmp_path, capsys):
+def test_missing_checkpoint_is_one_line_and_status_2(setup, tmp_path, run_main):
     Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.jpg")
-    status, captured = run_main(capsys, "--ckp_path", str(tmp_path / "nope.pth"),
+    status, captured = run_main("--ckp_path", str(tmp_path / "nope.pth"),
                                 "--image_path", str(tmp_path / "coffee.jpg"), "--save_dir", str(tmp_path / "out"))
     assert status == 2
     assert captured.err.strip().count("\n") == 0 and "checkpoint not found" in captured.err
     assert not (tmp_path / "out").exists()
 
 
-def test_checkpoint_of_another_config_is_one_line_and_status_2(setup, tmp_path, capsys):
+def test_checkpoint_of_another_config_is_one_line_and_status_2(setup, tiny_cfg, tmp_path, run_main):
     Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.jpg")
-    other = save_random_checkpoint(str(tmp_path / "wide.pth"), tiny_config("model_kwargs.embed_dim=24"))
-    status, captured = run_main(capsys, "--ckp_path", other, "--image_path", str(tmp_path / "coffee.jpg"),
+    other = save_random_checkpoint(str(tmp_path / "wide.pth"), tiny_cfg("model_kwargs.embed_dim=24"))
+    status, captured = run_main("--ckp_path", other, "--image_path", str(tmp_path / "coffee.jpg"),
                                 "--save_dir", str(tmp_path / "out"))
     assert status == 2
     assert captured.err.strip().count("\n") == 0 and "does not match the model" in captured.err
 
 
-def test_folder_without_images_is_status_2(setup, tmp_path, capsys):
-    status, captured = run_main(capsys, "--ckp_path", setup["checkpoint"], "--image_path", str(tmp_path),
+def test_folder_without_images_is_status_2(setup, tmp_path, run_main):
+    status, captured = run_main("--ckp_path", setup["checkpoint"], "--image_path", str(tmp_path),
                                 "--save_dir", str(tmp_path / "out"))
     assert status == 2 and "no image files" in captured.err
