@@ -3,9 +3,10 @@
 - `tiny_opts`: the one list of `--opts` strings that shrinks a config to a model that
   trains, evaluates and infers on a CPU in about a second per step (64 x 64 inputs, a
   16-channel decoder, one denoiser block, batches of two, no loader workers, three
-  boundary thresholds). Tests that run main.py / run.sh / inference.py pass it on the
-  command line; tests that build a model in-process use `tiny_cfg`. Keys a test depends
-  on (eval_at_start, max_iter, ...) are added by the test, after these, so they win.
+  boundary thresholds, no evaluation of the untrained model). Tests that run main.py /
+  run.sh / inference.py pass it on the command line; tests that build a model in-process
+  use `tiny_cfg`. Keys a test depends on (max_iter, val_interval, ...) are added by the
+  test, after these, so they win.
 - `tiny_cfg(*extra_opts, config="configs/demo.yml")`: that config loaded with `tiny_opts`,
   then `extra_opts`, with `db_root=.` so that configs without one load (nothing reads the
   dataset until a test passes its own db_root).
@@ -34,7 +35,7 @@ TINY_OPTS = ("trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val
              "backbone_kwargs.pretrained=null", "backbone_kwargs.num_taps=2", "model_kwargs.embed_dim=16",
              "model_kwargs.num_heads=2", "model_kwargs.denoiser_depth=1", "model_kwargs.prelim_blocks=1",
              "model_kwargs.head_convs=1", "model_kwargs.token_stride=2", "eval_kwargs.edge_workers=1",
-             "eval_kwargs.edge_thresholds_train=3", "eval_kwargs.edge_thresholds_infer=3")
+             "eval_kwargs.edge_thresholds_train=3", "eval_kwargs.edge_thresholds_infer=3", "eval_at_start=false")
 
 # layout -> (train images, val images, (H, W), seed) of the session datasets
 SYNTHETIC = {"pascal": (12, 4, (64, 64), 0), "nyud": (4, 2, (40, 56), 2), "nyud_mtan": (11, 2, (24, 32), 2),

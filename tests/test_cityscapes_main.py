@@ -10,13 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from data.synthetic import generate
 from data.metadata import CITYSCAPES7_PALETTE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/cityscapes/resnet18_onelabel.yml"
-TINY = ["backbone_kwargs.pretrained=null", "trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,128]",
-        "val_size=[64,128]", "log_interval=1", "model_kwargs.embed_dim=32", "model_kwargs.denoiser_depth=1"]
 
 
 def run(args, expect=0):
@@ -27,13 +24,14 @@ def run(args, expect=0):
 
 
 @pytest.mark.slow
-def test_train_infer_and_inference_on_synthetic_cityscapes(tmp_path):
-    db_root = tmp_path / "db"
-    generate("cityscapes", str(db_root), 8, 3, (64, 128), seed=0)
-    weights = torch.tensor([[1.0, 0.0], [0.0, 1.0]] * 4)  # MTPSL's format: rows = train index
+def test_train_infer_and_inference_on_synthetic_cityscapes(cityscapes_db, tiny_opts, tmp_path):
+    db_root = cityscapes_db.db_root
+    assert (cityscapes_db.n_train, cityscapes_db.n_val, cityscapes_db.size) == (7, 3, (32, 64))
+    weights = torch.tensor([[1.0, 0.0], [0.0, 1.0]] * 3 + [[1.0, 0.0]])  # MTPSL's format: rows = train index
     torch.save({"labels_weights": weights}, tmp_path / "cityscapes_onelabel.pth")
-    opts = TINY + [f"db_root={db_root}", f"output_dir={tmp_path / 'out'}", "max_iter=4", "val_interval=2",
-                   f"partial_labels_file={tmp_path / 'cityscapes_onelabel.pth'}"]
+    opts = [*tiny_opts, "train_size=[32,64]", "val_size=[32,64]", f"db_root={db_root}",
+            f"output_dir={tmp_path / 'out'}", "max_iter=4", "val_interval=2",
+            f"partial_labels_file={tmp_path / 'cityscapes_onelabel.pth'}"]
     proc = run(["main.py", "--config_exp", CONFIG, "--opts"] + opts)
     run_dir = tmp_path / "out" / "cityscapes_resnet18_onelabel"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -43,7 +41,7 @@ def test_train_infer_and_inference_on_synthetic_cityscapes(tmp_path):
     expected = ((metrics["semseg"]["mIoU"] - 75.82) / 75.82 * 100  # the paper's single-task references
                 + (0.0125 - metrics["depth"]["absErr"]) / 0.0125 * 100) / 2
     assert metrics["delta_m"] == pytest.approx(expected)
-    assert "absErr" in proc.stdout and "8 train / 3 val images" in proc.stdout
+    assert "absErr" in proc.stdout and "7 train / 3 val images" in proc.stdout
     assert torch.load(run_dir / "last.pth", map_location="cpu", weights_only=True)["iteration"] == 4
 
     run(["main.py", "--config_exp", CONFIG, "--run_mode", "infer", "--trained_model", str(run_dir / "best.pth"),
@@ -53,7 +51,7 @@ def test_train_infer_and_inference_on_synthetic_cityscapes(tmp_path):
     assert set(infer_metrics["depth"]) == {"absErr", "relErr"} and "delta_m" in infer_metrics
     assert "absErr" in (infer_dir / "metrics.txt").read_text()
     semseg = Image.open(infer_dir / "predictions" / "semseg" / "0.png")
-    assert semseg.mode == "P" and semseg.size == (128, 64) and np.array(semseg).max() < 7
+    assert semseg.mode == "P" and semseg.size == (64, 32) and np.array(semseg).max() < 7
     assert semseg.getpalette()[:21] == CITYSCAPES7_PALETTE[:7].reshape(-1).tolist()
     assert len(list((infer_dir / "predictions" / "depth").glob("*.png"))) == 3
 
@@ -63,6 +61,6 @@ def test_train_infer_and_inference_on_synthetic_cityscapes(tmp_path):
          str(tmp_path / "street.png"), "--save_dir", str(tmp_path / "pred"), "--device", "cpu",
          "--opts"] + opts)
     drawn = Image.open(tmp_path / "pred" / "semseg" / "street.png")
-    assert drawn.size == (128, 64) and drawn.getpalette()[:21] == CITYSCAPES7_PALETTE[:7].reshape(-1).tolist()
+    assert drawn.size == (64, 32) and drawn.getpalette()[:21] == CITYSCAPES7_PALETTE[:7].reshape(-1).tolist()
     for folder in ("depth", "depth_mm", "overview"):
         assert (tmp_path / "pred" / folder / "street.png").is_file(), folder
