@@ -1,29 +1,27 @@
 """engine/step.py: the step main.py runs, skipping non-finite updates without a host sync."""
 import copy
-from pathlib import Path
-
 import pytest
 import torch
 
 from losses import build_loss
 from models import build_model
-from utils.config import load_config
 from engine.step import TrainingDiverged, TrainStep, build_optimizer, compile_model, is_fused, memory_format
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pascal" / "resnet18_feature_official.yml"
-TINY = ["db_root=.", "backbone_kwargs.pretrained=null", "model_kwargs.embed_dim=16", "model_kwargs.num_heads=2",
-        "model_kwargs.denoiser_depth=1", "model_kwargs.prelim_blocks=1", "model_kwargs.head_convs=1",
-        "model_kwargs.token_stride=2", "optimizer_kwargs.lr=1e-3"]
+CONFIG = "configs/pascal/resnet18_feature_official.yml"
 CHANNELS = {"semseg": 21, "human_parts": 7, "sal": 2, "normals": 3, "edge": 1}
 
 
-def setup(*opts, fused=True, seed=0):
-    cfg = load_config(str(CONFIG), opts=TINY + list(opts))
-    torch.manual_seed(seed)
-    model = build_model(cfg).train()
-    optimizer = build_optimizer(cfg, model, fused=fused)
-    step = TrainStep(cfg, model, build_loss(cfg), optimizer, torch.device("cpu"))
-    return cfg, model, optimizer, step
+@pytest.fixture
+def setup(tiny_cfg):
+    """setup(*opts, fused, seed) -> (cfg, model, optimizer, step) of the tiny ResNet-18 model."""
+    def build(*opts, fused=True, seed=0):
+        cfg = tiny_cfg("optimizer_kwargs.lr=1e-3", *opts, config=CONFIG)
+        torch.manual_seed(seed)
+        model = build_model(cfg).train()
+        optimizer = build_optimizer(cfg, model, fused=fused)
+        step = TrainStep(cfg, model, build_loss(cfg), optimizer, torch.device("cpu"))
+        return cfg, model, optimizer, step
+    return build
 
 
 def make_batch(seed=0, size=64):
@@ -57,7 +55,7 @@ def assert_same(first, second):
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_non_finite_step_is_skipped_and_reported(fused):
+def test_non_finite_step_is_skipped_and_reported(fused, setup):
     cfg, model, optimizer, step = setup(fused=fused)
     assert is_fused(optimizer) == fused
     batch = make_batch()
@@ -81,7 +79,7 @@ def test_non_finite_step_is_skipped_and_reported(fused):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_fused_and_foreach_optimizers_train_alike(optimizer):
+def test_fused_and_foreach_optimizers_train_alike(optimizer, setup):
     # Adam's first updates are +-lr wherever a gradient is tiny, whatever its size, so its
     # comparison runs one step (rounding may flip such signs: compare most elements)
     steps = 3 if optimizer == "sgd" else 1
@@ -97,7 +95,7 @@ def test_fused_and_foreach_optimizers_train_alike(optimizer):
         assert close.float().mean() > (0.9999 if optimizer == "sgd" else 0.99), key
 
 
-def test_gradient_clipping_and_loss_match_a_plain_step():
+def test_gradient_clipping_and_loss_match_a_plain_step(setup):
     cfg, model, optimizer, step = setup(fused=False, seed=1)
     reference = copy.deepcopy(model)
     criterion = build_loss(cfg)
@@ -113,7 +111,7 @@ def test_gradient_clipping_and_loss_match_a_plain_step():
     torch.testing.assert_close(grad_norm, norm, rtol=1e-3, atol=1e-4)
 
 
-def test_channels_last_follows_the_config():
+def test_channels_last_follows_the_config(setup):
     for value, expected in (("true", torch.channels_last), ("false", torch.contiguous_format)):
         cfg, model, _, step = setup(f"channels_last={value}")
         assert step.memory_format == expected
@@ -121,7 +119,7 @@ def test_channels_last_follows_the_config():
     assert setup()[0].channels_last is True  # the default
 
 
-def test_channels_last_step_matches_contiguous():
+def test_channels_last_step_matches_contiguous(setup):
     losses = []
     for value in ("false", "true"):
         _, _, _, step = setup(f"channels_last={value}", "optimizer=sgd", fused=False)
@@ -133,7 +131,7 @@ def test_channels_last_step_matches_contiguous():
 
 
 @pytest.mark.slow
-def test_compiled_model_gives_the_eager_loss():
+def test_compiled_model_gives_the_eager_loss(setup):
     losses = []
     for compiled in (False, True):
         cfg, model, optimizer, step = setup("optimizer=sgd", fused=False)
@@ -148,7 +146,7 @@ def test_compiled_model_gives_the_eager_loss():
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_sgd_momentum_with_layers_that_start_late(fused):
+def test_sgd_momentum_with_layers_that_start_late(fused, setup):
     # step 1 labels only semseg; step 2 labels sal: its layers get their first gradient then
     cfg, model, optimizer, step = setup("optimizer=sgd", "optimizer_kwargs.lr=1e-2", fused=fused)
     reference_model = copy.deepcopy(model)
