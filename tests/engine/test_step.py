@@ -1,5 +1,6 @@
 """engine/step.py: the step main.py runs, skipping non-finite updates without a host sync."""
 import copy
+
 import pytest
 import torch
 
