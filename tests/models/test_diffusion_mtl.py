@@ -1,23 +1,21 @@
 """DiffusionMTL on tiny configs: output contract, partial labels, determinism, ablations."""
-from pathlib import Path
-
 import pytest
 import torch
 
 from models import build_model
-from utils.config import load_config
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pascal" / "resnet18_feature_official.yml"
-TINY = ["db_root=.", "backbone_kwargs.pretrained=null", "model_kwargs.embed_dim=32", "model_kwargs.num_heads=2",
-        "model_kwargs.denoiser_depth=1",
-        "model_kwargs.prelim_blocks=1", "model_kwargs.head_convs=2", "model_kwargs.token_stride=2"]
+CONFIG = "configs/pascal/resnet18_feature_official.yml"
 TASKS = ["semseg", "human_parts", "sal", "normals", "edge"]
 CHANNELS = {"semseg": 21, "human_parts": 7, "sal": 2, "normals": 3, "edge": 1}
 
 
-def tiny_model(*opts, seed=0):
-    torch.manual_seed(seed)
-    return build_model(load_config(str(CONFIG), opts=TINY + list(opts)))
+@pytest.fixture
+def tiny_model(tiny_cfg):
+    """tiny_model(*opts, seed=0): the tiny ResNet-18 DiffusionMTL (conftest's tiny_cfg), seeded weights."""
+    def build(*opts, seed=0):
+        torch.manual_seed(seed)
+        return build_model(tiny_cfg(*opts, config=CONFIG))
+    return build
 
 
 def count_denoiser_calls(model):
@@ -33,7 +31,7 @@ def count_denoiser_calls(model):
     ("vit_tiny_patch16_384", "feature", (96, 128)),
     ("vit_tiny_patch16_384", "prediction", (64, 64)),
 ])
-def test_output_shapes(backbone, variant, size):
+def test_output_shapes(backbone, variant, size, tiny_model):
     model = tiny_model(f"backbone={backbone}", f"model_kwargs.variant={variant}").eval()
     with torch.no_grad():
         out = model(torch.randn(2, 3, *size))
@@ -43,7 +41,7 @@ def test_output_shapes(backbone, variant, size):
     assert out["final"]["semseg"].abs().sum() > 0
 
 
-def test_partial_labels_run_only_labelled_pairs():
+def test_partial_labels_run_only_labelled_pairs(tiny_model):
     model = tiny_model().train()
     calls = count_denoiser_calls(model)
     task_mask = torch.tensor([[1, 0, 0, 0, 0],   # semseg
@@ -69,14 +67,14 @@ def test_partial_labels_run_only_labelled_pairs():
     assert params["prelim_heads.edge.weight"].grad is None
 
 
-def test_batch_without_labels_skips_the_refinement():
+def test_batch_without_labels_skips_the_refinement(tiny_model):
     model = tiny_model().train()
     calls = count_denoiser_calls(model)
     out = model(torch.randn(2, 3, 32, 32), torch.zeros(2, 5, dtype=torch.bool))
     assert calls == [] and out == {"final": {}, "prelim": {}, "pairs": {}}
 
 
-def test_pair_batching_matches_full_evaluation():
+def test_pair_batching_matches_full_evaluation(tiny_model):
     model = tiny_model().eval()
     images = torch.randn(3, 3, 64, 64)
     task_mask = torch.tensor([[0, 1, 0, 0, 1], [1, 0, 0, 0, 0], [0, 1, 1, 1, 1]], dtype=torch.bool)
@@ -90,7 +88,7 @@ def test_pair_batching_matches_full_evaluation():
 
 
 @pytest.mark.parametrize("eval_noise", ["zero", "seeded"])
-def test_evaluation_is_deterministic_and_batch_independent(eval_noise):
+def test_evaluation_is_deterministic_and_batch_independent(eval_noise, tiny_model):
     model = tiny_model(f"model_kwargs.eval_noise={eval_noise}").eval()
     first, second = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -102,7 +100,7 @@ def test_evaluation_is_deterministic_and_batch_independent(eval_noise):
         torch.testing.assert_close(in_batch[task][1:], alone[task], atol=1e-5, rtol=1e-4)
 
 
-def test_seeded_noise_is_used_and_training_noise_is_random():
+def test_seeded_noise_is_used_and_training_noise_is_random(tiny_model):
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         zero = tiny_model("model_kwargs.eval_noise=zero").eval()(images)["final"]["sal"]
@@ -113,7 +111,7 @@ def test_seeded_noise_is_used_and_training_noise_is_random():
     assert not torch.allclose(one, two)
 
 
-def test_conditioning_none_ignores_other_tasks():
+def test_conditioning_none_ignores_other_tasks(tiny_model):
     images = torch.randn(2, 3, 64, 64)
     for conditioning, coupled in (("multitask", True), ("none", False)):
         model = tiny_model(f"model_kwargs.conditioning={conditioning}").eval()
@@ -126,7 +124,7 @@ def test_conditioning_none_ignores_other_tasks():
         assert torch.allclose(before, after) != coupled
 
 
-def test_diffusion_off_is_a_noiseless_refiner():
+def test_diffusion_off_is_a_noiseless_refiner(tiny_model):
     model = tiny_model("model_kwargs.diffusion=false").train()
     assert model.diffusion is None and not any(k.startswith("diffusion.") for k in model.state_dict())
     calls = count_denoiser_calls(model)
@@ -139,7 +137,7 @@ def test_diffusion_off_is_a_noiseless_refiner():
 
 
 @pytest.mark.parametrize("steps", [1, 3])
-def test_number_of_steps(steps):
+def test_number_of_steps(steps, tiny_model):
     model = tiny_model(f"num_timesteps={steps}").eval()
     calls = count_denoiser_calls(model)
     with torch.no_grad():
@@ -148,7 +146,7 @@ def test_number_of_steps(steps):
     assert model.diffusion.num_timesteps == steps
 
 
-def test_baseline_has_no_refinement_stage():
+def test_baseline_has_no_refinement_stage(tiny_model):
     model = tiny_model("model_kwargs.variant=baseline").train()
     assert model.denoiser is None and model.condition_conv is None and model.diffusion is None
     assert not any(k.startswith(("denoiser.", "condition_conv.", "diffusion.")) for k in model.state_dict())
