@@ -6,7 +6,6 @@ every task's final output with the vectorised model's, in eval mode and in train
 partial-label masks, with zero noise.
 """
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +13,8 @@ import torch.nn.functional as F
 
 from models import build_model
 from models.denoiser import CrossAttentionBlock, Denoiser, conv_stack
-from utils.config import load_config
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pascal" / "resnet18_feature_official.yml"
+CONFIG = "configs/pascal/resnet18_feature_official.yml"
 TASKS = ["semseg", "human_parts", "sal", "normals", "edge"]
 
 
@@ -104,9 +102,10 @@ def test_conv_stack_ends_non_negative():
 
 
 # ----------------------------------------------------------------------------- the whole chain
-TINY = ["db_root=.", "backbone_kwargs.pretrained=null", "model_kwargs.embed_dim=32", "model_kwargs.num_heads=4",
-        "model_kwargs.denoiser_depth=2",
-        "model_kwargs.prelim_blocks=1", "model_kwargs.head_convs=3"]
+# conftest's tiny model with the release's denoiser shape: 4 heads and tokens at 1/4 (the
+# constants of release_denoiser), two blocks and three output convs so that both loops run.
+RELEASE_SHAPE = ["model_kwargs.embed_dim=32", "model_kwargs.num_heads=4", "model_kwargs.denoiser_depth=2",
+                 "model_kwargs.head_convs=3", "model_kwargs.token_stride=4"]
 
 
 def release_denoiser(model, task, noisy, condition, t):
@@ -156,9 +155,9 @@ def release_forward(model, images, task_mask):
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
-def test_official_forward_matches_the_release_computation(mode, monkeypatch):
+def test_official_forward_matches_the_release_computation(mode, monkeypatch, tiny_cfg):
     torch.manual_seed(0)
-    model = build_model(load_config(str(CONFIG), opts=TINY))
+    model = build_model(tiny_cfg(*RELEASE_SHAPE, config=CONFIG))
     assert model.diffusion.betas.tolist() == pytest.approx([1e-3, 1e-2])
     images = torch.randn(3, 3, 64, 96)
     if mode == "eval":
