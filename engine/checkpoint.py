@@ -6,7 +6,6 @@ optimizer, scheduler, every rank's RNG states, the best score so far), and `best
 what evaluation and inference need (weights, config, iteration, metrics): no optimizer
 moments, so about a third of the size with Adam.
 """
-import json
 import math
 import os
 import pickle
@@ -20,7 +19,7 @@ import torch
 
 from engine.step import unwrap
 from utils import distributed
-from utils.config import config_changes, stored_config
+from utils.config import as_plain, config_changes, stored_config
 from utils.errors import CheckpointError, ConfigError
 
 
@@ -124,11 +123,6 @@ def restore_rng(state):
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def plain(cfg):
-    """The config as plain JSON types (stored in checkpoints; loadable with weights_only)."""
-    return json.loads(json.dumps(cfg))
-
-
 # ---------------------------------------------------------------------------------------
 # The checkpointer of one training run
 # ---------------------------------------------------------------------------------------
@@ -192,7 +186,7 @@ class Checkpointer:
                 "scheduler": self.scheduler.state_dict(), "scaler": None, "iteration": iteration,
                 "best_score": self.best_score, "best_iteration": self.best_iteration,
                 "best_metrics": self.best_metrics, "evaluated_at": self.evaluated_at, "rng": rng_states,
-                "config": plain(self.cfg)})
+                "config": as_plain(self.cfg)})
         distributed.barrier()
         self.saved_at = iteration
 
@@ -207,6 +201,6 @@ class Checkpointer:
         if distributed.is_main_process():
             save_checkpoint(self.best_path, {
                 "model": unwrap(self.model).state_dict(), "iteration": iteration, "best_score": score,
-                "best_iteration": iteration, "best_metrics": metrics, "config": plain(self.cfg)})
+                "best_iteration": iteration, "best_metrics": metrics, "config": as_plain(self.cfg)})
         distributed.barrier()
         return True

@@ -400,14 +400,16 @@ def config_changes(old, new):
 
 def stored_config(cfg):
     """The config as written to a run folder / checkpoint: plain types, no derived fields."""
-    return {k: copy.deepcopy(v) for k, v in _plain(cfg).items() if k not in DERIVED_KEYS}
+    return {k: v for k, v in as_plain(cfg).items() if k not in DERIVED_KEYS}
 
 
-def _plain(tree):
+def as_plain(tree):
+    """A config (or any part of it) as plain dicts and lists: what YAML, JSON and checkpoints
+    loaded with weights_only hold."""
     if isinstance(tree, dict):
-        return {k: _plain(v) for k, v in tree.items()}
+        return {k: as_plain(v) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return [_plain(v) for v in tree]
+        return [as_plain(v) for v in tree]
     return tree
 
 
