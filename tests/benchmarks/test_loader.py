@@ -3,7 +3,6 @@ import json
 from pathlib import Path
 
 from benchmarks.loader import loader_samples_per_second, main
-from data.synthetic import generate
 from utils.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -43,10 +42,10 @@ def test_layout_option_measures_that_datasets_tasks(capsys):
     assert {"decode semseg", "decode depth", "decode normals"} <= set(report["ms_per_sample"])
 
 
-def test_samples_per_second_of_a_config(tmp_path):
-    generate("pascal", str(tmp_path), 4, 1, (40, 40), seed=0)
+def test_samples_per_second_of_a_config(pascal_db, tmp_path):
     cfg = load_config(str(CONFIGS / "pascal" / "resnet18_onelabel.yml"),
-                      [f"db_root={tmp_path}", "partial_labels_file=", "train_size=[32, 32]", "trBatch=2"])
+                      [f"db_root={pascal_db.db_root}", f"output_dir={tmp_path}", "partial_labels_file=",
+                       "train_size=[32, 32]", "trBatch=2"])
     assert loader_samples_per_second(cfg, 0, 6) > 0
 
 

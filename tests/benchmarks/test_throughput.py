@@ -7,11 +7,9 @@ from benchmarks.throughput import main
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pascal" / "resnet18_feature_official.yml"
 
 
-def test_throughput_prints_one_json_line(capsys):
-    opts = ["model_kwargs.embed_dim=16", "model_kwargs.num_heads=2", "model_kwargs.denoiser_depth=1",
-            "model_kwargs.prelim_blocks=1", "model_kwargs.head_convs=1"]
+def test_throughput_prints_one_json_line(capsys, tiny_opts):
     assert main(["--config", str(CONFIG), "--batch", "2", "--size", "32", "--iters", "1",
-                 "--device", "cpu", "--matmul-size", "64", "--opts", *opts]) == 0
+                 "--device", "cpu", "--matmul-size", "64", "--opts", *tiny_opts]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     line = json.loads(lines[0])

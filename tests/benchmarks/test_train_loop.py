@@ -7,15 +7,12 @@ import pytest
 from benchmarks.train_loop import main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TINY = ["trBatch=2", "train_size=[64,64]", "val_size=[64,64]", "model_kwargs.embed_dim=16",
-        "model_kwargs.denoiser_depth=1", "model_kwargs.head_convs=1", "model_kwargs.num_heads=2",
-        "model_kwargs.token_stride=2"]
 
 
 @pytest.mark.slow
-def test_report_of_the_real_loop(capsys):
+def test_report_of_the_real_loop(capsys, tiny_opts):
     assert main(["--config_exp", str(CONFIGS / "pascal" / "resnet18_onelabel.yml"), "--device", "cpu",
-                 "--iters", "2", "--warmup", "1", "--workers", "1", "--opts", *TINY]) == 0
+                 "--iters", "2", "--warmup", "1", "--workers", "1", "--opts", *tiny_opts]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     report = json.loads(lines[-1])
     assert report["batch"] == 2 and report["size"] == [64, 64] and report["workers"] == 1
