@@ -38,7 +38,7 @@ TINY_OPTS = ("trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val
              "eval_kwargs.edge_thresholds_train=3", "eval_kwargs.edge_thresholds_infer=3", "eval_at_start=false")
 
 # layout -> (train images, val images, (H, W), seed) of the session datasets
-SYNTHETIC = {"pascal": (12, 4, (64, 64), 0), "nyud": (4, 2, (40, 56), 2), "nyud_mtan": (11, 2, (24, 32), 2),
+SYNTHETIC = {"pascal": (12, 4, (64, 64), 0), "nyud": (4, 2, (40, 56), 2), "nyud_mtan": (11, 2, (32, 48), 2),
              "cityscapes": (7, 3, (32, 64), 2)}
 
 

@@ -9,7 +9,6 @@ from torch.utils.data import DataLoader
 
 from data.datasets import build_dataset
 from data.partial_labels import generate, save_json, train_ids
-from data.synthetic import generate as generate_synthetic
 from utils.config import load_config
 from utils.errors import DataError
 
@@ -22,23 +21,25 @@ MTAN = ["train_db_name=NYUD_MTAN", "val_db_name=NYUD_MTAN", "task_dictionary.inc
         "task_dictionary.include_depth=true"]
 
 
-@pytest.fixture(scope="module")
-def db_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("db")
-    generate_synthetic("pascal", str(root), n_train=10, n_val=3, size=64, seed=0)
-    generate_synthetic("nyud_mtan", str(root), n_train=6, n_val=2, size=48, seed=0)
-    return root
+@pytest.fixture
+def db_root(pascal_db):
+    assert (pascal_db.n_train, pascal_db.n_val, pascal_db.size) == (12, 4, (64, 64))  # the numbers below
+    return pascal_db.db_root
 
 
-def config(db_root, *opts):
-    return load_config(str(REPO / "configs" / "demo.yml"),
-                       opts=[f"db_root={db_root}", f"output_dir={db_root}/out", *SIZES, *opts])
+@pytest.fixture
+def config(tmp_path):
+    """config(db_root, *opts): demo.yml on that dataset, with the label cache under tmp_path."""
+    def load(db_root, *opts):
+        return load_config(str(REPO / "configs" / "demo.yml"),
+                           opts=[f"db_root={db_root}", f"output_dir={tmp_path}/out", *SIZES, *opts])
+    return load
 
 
-def test_onelabel_train_samples_ignore_their_unlabelled_tasks(db_root):
+def test_onelabel_train_samples_ignore_their_unlabelled_tasks(db_root, config):
     cfg = config(db_root, "ssl_type=onelabel", "seed=3")
     dataset = build_dataset(cfg, "train")
-    assert len(dataset) == 10 and dataset.task_masks.shape == (10, 5)
+    assert len(dataset) == 12 and dataset.task_masks.shape == (12, 5)
     counts = dataset.task_masks.sum(axis=0)
     assert (dataset.task_masks.sum(axis=1) == 1).all() and counts.max() - counts.min() <= 1
     labelled_with_values = 0
@@ -55,20 +56,20 @@ def test_onelabel_train_samples_ignore_their_unlabelled_tasks(db_root):
     assert labelled_with_values >= 5
 
 
-def test_val_is_fully_labelled_and_padded(db_root):
+def test_val_is_fully_labelled_and_padded(db_root, config):
     cfg = config(db_root)
     dataset = build_dataset(cfg, "val")
     sample = dataset[0]
-    assert len(dataset) == 3 and sample["task_mask"].all()
+    assert len(dataset) == 4 and sample["task_mask"].all()
     assert sample["image"].shape == (3, 64, 64) and sample["meta"]["size"].tolist() == [64, 64]
     assert (sample["sal"] != 255).any()
 
 
-def test_full_labels(db_root):
+def test_full_labels(db_root, config):
     assert build_dataset(config(db_root, "ssl_type=full"), "train").task_masks.all()
 
 
-def test_split_file_from_the_cli_matches_the_generated_split(db_root, tmp_path):
+def test_split_file_from_the_cli_matches_the_generated_split(db_root, tmp_path, config):
     cfg = config(db_root, "ssl_type=randomlabels", "seed=5")
     ids = train_ids("PASCALContext", cfg.train_db_dir)
     save_json(generate("PASCALContext", ids, cfg.TASKS.NAMES, "randomlabels", 5), tmp_path / "split.json")
@@ -81,7 +82,7 @@ def test_split_file_from_the_cli_matches_the_generated_split(db_root, tmp_path):
     assert sums.min() >= 1 and sums.max() <= 4
 
 
-def test_split_file_for_other_images_is_an_error(db_root, tmp_path):
+def test_split_file_for_other_images_is_an_error(db_root, tmp_path, config):
     record = generate("PASCALContext", ["2008_000002"], ["semseg", "sal"], "onelabel", 0)
     save_json(record, tmp_path / "other.json")
     cfg = config(db_root, f"partial_labels_file={tmp_path}/other.json")
@@ -89,7 +90,7 @@ def test_split_file_for_other_images_is_an_error(db_root, tmp_path):
         build_dataset(cfg, "train")
 
 
-def test_split_file_of_another_setting_is_an_error(db_root, tmp_path):
+def test_split_file_of_another_setting_is_an_error(db_root, tmp_path, config):
     cfg = config(db_root)
     ids = train_ids("PASCALContext", cfg.train_db_dir)
     save_json(generate("PASCALContext", ids, cfg.TASKS.NAMES, "onelabel", 0), tmp_path / "one.json")
@@ -98,26 +99,28 @@ def test_split_file_of_another_setting_is_an_error(db_root, tmp_path):
                       "train")
 
 
-def test_official_nyud_file_maps_rows_to_mtan_indices(db_root):
+def test_official_nyud_file_maps_rows_to_mtan_indices(nyud_mtan_db, config):
     path = REFERENCE / "partial_labels" / "nyud_onelabel.pth"
     if not path.is_file():
         pytest.skip(f"official split files not available ({path})")
-    dataset = build_dataset(config(db_root, *MTAN, f"partial_labels_file={path}"), "train")
-    weights = torch.load(path, weights_only=True)["labels_weights"][:6]
-    assert dataset.ids == [str(i) for i in range(6)]
+    assert (nyud_mtan_db.n_train, nyud_mtan_db.size) == (11, (32, 48))
+    cfg = config(nyud_mtan_db.db_root, *MTAN, "train_size=[32, 48]", "val_size=[32, 48]", f"partial_labels_file={path}")
+    dataset = build_dataset(cfg, "train")
+    weights = torch.load(path, weights_only=True)["labels_weights"][:11]
+    assert dataset.ids == [str(i) for i in range(11)]
     assert np.array_equal(dataset.task_masks, weights.numpy() != 0)
     sample = dataset[0]
-    assert sample["depth"].shape == (1, 48, 48)
+    assert sample["depth"].shape == (1, 32, 48)
     for task, labelled in zip(["semseg", "depth", "normals"], sample["task_mask"].tolist()):
         assert labelled or (sample[task] == 255).all()
 
 
-def test_missing_dataset_folder_points_to_the_generator(tmp_path):
+def test_missing_dataset_folder_points_to_the_generator(tmp_path, config):
     with pytest.raises(DataError, match="data.synthetic --layout pascal"):
         build_dataset(config(tmp_path), "train")
 
 
-def test_augmentation_depends_only_on_seed_epoch_and_index(db_root):
+def test_augmentation_depends_only_on_seed_epoch_and_index(db_root, config):
     dataset = build_dataset(config(db_root), "train")
 
     def first_batch(workers, torch_seed):
@@ -135,7 +138,7 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(db_root):
     assert not torch.equal(before, dataset[5]["image"])
 
 
-def test_set_epoch_reaches_persistent_workers(db_root):
+def test_set_epoch_reaches_persistent_workers(db_root, config):
     # main.py keeps its training workers alive across epochs; the epoch that seeds the
     # augmentations must still reach them (it lives in shared memory)
     dataset = build_dataset(config(db_root), "train")
@@ -150,7 +153,7 @@ def test_set_epoch_reaches_persistent_workers(db_root):
     assert torch.equal(next(iter(loader))["image"], epoch0)
 
 
-def test_pascal_labels_are_cached_under_output_dir(db_root, tmp_path):
+def test_pascal_labels_are_cached_under_output_dir(db_root, tmp_path, config):
     dataset = build_dataset(config(db_root, f"output_dir={tmp_path}", "ssl_type=full"), "train")
     dataset[0]
     cached = list((tmp_path / "label_cache").rglob("*.png"))

@@ -1,7 +1,6 @@
 """NYUD (multi-task layout) and NYUDMTAN (MTAN .npy layout) decode the layouts the README describes;
 build_dataset gives NYUD_MTAN the partial-label protocol's transforms."""
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ from PIL import Image
 from data.datasets import build_dataset
 from data.mtan_transforms import MTANTrainTransform, MTANValTransform
 from data.nyud import NYUD, NYUDMTAN
-from data.synthetic import generate
 from utils.config import load_config
 from utils.errors import DataError
 
@@ -22,21 +20,22 @@ NYUD_TASKS = ["semseg", "depth", "normals", "edge"]
 MTAN_TASKS = ["semseg", "depth", "normals"]
 
 
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("db"))
-    return {"nyud": generate("nyud", out, 4, 2, (40, 56), seed=2),
-            "mtan": generate("nyud_mtan", out, 11, 2, (24, 32), seed=2)}
+@pytest.fixture
+def sources(nyud_db, nyud_mtan_db):
+    """The session datasets (read only), with the counts and sizes the tests below use."""
+    assert (nyud_db.n_train, nyud_db.n_val, nyud_db.size) == (4, 2, (40, 56))
+    assert (nyud_mtan_db.n_train, nyud_mtan_db.n_val, nyud_mtan_db.size) == (11, 2, (32, 48))
+    return {"nyud": str(nyud_db.root), "mtan": str(nyud_mtan_db.root)}
 
 
 @pytest.fixture
-def nyud_root(sources, tmp_path):
-    return shutil.copytree(sources["nyud"], tmp_path / "NYUDv2")
+def nyud_root(nyud_db, tmp_path):
+    return nyud_db.copy_to(tmp_path).root
 
 
 @pytest.fixture
-def mtan_root(sources, tmp_path):
-    return shutil.copytree(sources["mtan"], tmp_path / "nyuv2")
+def mtan_root(nyud_mtan_db, tmp_path):
+    return nyud_mtan_db.copy_to(tmp_path).root
 
 
 def _error(fn, *args):
@@ -98,13 +97,13 @@ def test_mtan_samples(sources):
     assert dataset.ids == [str(i) for i in range(11)]  # numeric order: "10" after "9"
     for index in (0, 10):
         sample = dataset[index]
-        assert sample["meta"] == {"id": str(index), "size": (24, 32)}
+        assert sample["meta"] == {"id": str(index), "size": (32, 48)}
         stored = np.load(os.path.join(root, "train", "image", f"{index}.npy"))
         assert sample["image"].dtype == np.float32 and np.array_equal(sample["image"], stored)  # not quantised
         labels = np.load(os.path.join(root, "train", "label", f"{index}.npy"))
         assert np.array_equal(sample["semseg"], np.where(labels == -1, 255, labels).astype(np.uint8))
         depth = sample["depth"]
-        assert depth.dtype == np.float32 and depth.shape == (24, 32)
+        assert depth.dtype == np.float32 and depth.shape == (32, 48)
         normals = sample["normals"]
         stored_normals = np.load(os.path.join(root, "train", "normal", f"{index}.npy"))
         none = (stored_normals == 0).all(axis=2)
@@ -114,12 +113,12 @@ def test_mtan_samples(sources):
 
 def test_mtan_minus_one_is_ignore_and_2d_depth_and_float64_images(mtan_root):
     dataset = NYUDMTAN(str(mtan_root), "val", MTAN_TASKS)
-    labels = np.full((24, 32), 3, np.float32)
+    labels = np.full((32, 48), 3, np.float32)
     labels[0, 0] = -1
     np.save(mtan_root / "val" / "label" / "0.npy", labels)
-    depth = np.full((24, 32), 2.5, np.float32)
+    depth = np.full((32, 48), 2.5, np.float32)
     np.save(mtan_root / "val" / "depth" / "0.npy", depth)
-    image = np.full((24, 32, 3), 0.25, np.float64)
+    image = np.full((32, 48, 3), 0.25, np.float64)
     image[0, 0] = [0.0, 1.0, 1.0 + 5e-7]  # within the 1e-6 tolerance: kept as stored
     np.save(mtan_root / "val" / "image" / "0.npy", image)
     sample = dataset[0]
@@ -131,7 +130,7 @@ def test_mtan_minus_one_is_ignore_and_2d_depth_and_float64_images(mtan_root):
 @pytest.mark.parametrize("value, found", [(1.0005, "1.0005"), (255.0, "255"), (-2e-6, "-2e-06"), (np.nan, "nan")])
 def test_mtan_image_outside_unit_range_is_corrupt(mtan_root, value, found):
     """One value outside [0, 1] (beyond 1e-6) is a corrupt file, never a silently rescaled image."""
-    image = np.full((24, 32, 3), 0.5, np.float32)
+    image = np.full((32, 48, 3), 0.5, np.float32)
     image[3, 4, 1] = value
     path = mtan_root / "train" / "image" / "2.npy"
     np.save(path, image)
@@ -141,14 +140,14 @@ def test_mtan_image_outside_unit_range_is_corrupt(mtan_root, value, found):
 
 def test_mtan_integer_images_are_rejected(mtan_root):
     path = mtan_root / "train" / "image" / "2.npy"
-    np.save(path, np.full((24, 32, 3), 7, np.uint8))
+    np.save(path, np.full((32, 48, 3), 7, np.uint8))
     message = _error(NYUDMTAN(str(mtan_root), "train", MTAN_TASKS).load, 2)
     assert message == f"{path} (sample '2'): image must hold floats in [0, 1] (the MTAN layout), got uint8"
 
 
 def test_mtan_label_out_of_range(mtan_root):
     dataset = NYUDMTAN(str(mtan_root), "val", ["semseg"])
-    np.save(mtan_root / "val" / "label" / "1.npy", np.full((24, 32), 13, np.float32))
+    np.save(mtan_root / "val" / "label" / "1.npy", np.full((32, 48), 13, np.float32))
     message = _error(dataset.__getitem__, 1)
     assert "13" in message and os.path.join("val", "label", "1.npy") in message
 
@@ -193,12 +192,11 @@ def test_mtan_bad_files_name_the_file_and_sample(mtan_root, folder, damage):
     assert "'5'" in message and str(path) in message
 
 
-def test_build_dataset_uses_the_protocol_transform_seeded_per_sample(tmp_path):
+def test_build_dataset_uses_the_protocol_transform_seeded_per_sample(sources, nyud_mtan_db, tmp_path):
     """Training samples are the protocol's scale-crop drawn from (seed, epoch, index);
     validation samples are the stored maps, only normalised."""
-    generate("nyud_mtan", str(tmp_path), 5, 2, (32, 48), seed=4)
     config = str(REPO / "configs" / "nyud" / "mtan_resnet18_onelabel.yml")
-    opts = [f"db_root={tmp_path}", f"output_dir={tmp_path}", "train_size=[32,48]", "seed=3"]
+    opts = [f"db_root={nyud_mtan_db.db_root}", f"output_dir={tmp_path}", "train_size=[32,48]", "seed=3"]
     cfg = load_config(config, opts=opts + ["val_size=[32,48]"])
     train = build_dataset(cfg, "train")
     transform = MTANTrainTransform(MTAN_TASKS, (32, 48), flip_prob=0.0)
