@@ -35,10 +35,10 @@ def _same_content(path_a, path_b):
         for a, b in zip(objects_a, objects_b))
 
 
-@pytest.fixture(scope="module")
-def pascal(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pascal")
-    return generate("pascal", str(out), 8, 2, 64, seed=3)
+@pytest.fixture
+def pascal(pascal_db):
+    assert (pascal_db.n_train, pascal_db.n_val, pascal_db.size) == (12, 4, (64, 64))  # the numbers below
+    return str(pascal_db.root)
 
 
 @pytest.mark.parametrize("layout", ["pascal", "nyud", "nyud_mtan", "cityscapes"])
@@ -64,7 +64,7 @@ def test_images_do_not_depend_on_the_number_generated(tmp_path):
 def test_pascal_layout_files(pascal):
     train = open(os.path.join(pascal, "ImageSets", "Context", "train.txt")).read().split()
     val = open(os.path.join(pascal, "ImageSets", "Context", "val.txt")).read().split()
-    assert len(train) == 8 and len(val) == 2 and not set(train) & set(val)
+    assert len(train) == 12 and len(val) == 4 and not set(train) & set(val)
     sample_id = train[0]
     image = Image.open(os.path.join(pascal, "JPEGImages", f"{sample_id}.jpg"))
     assert image.format == "JPEG" and image.size == (64, 64)
