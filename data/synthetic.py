@@ -649,11 +649,20 @@ def _scaled(obj, factor):
                                depth=obj.depth * factor)
 
 
+# How tall objects look, as a fraction of the image height. People are drawn larger than
+# other objects (as in PASCAL photos, where people are the most common subject): at the
+# demo's 96-128 px their parts (head, arms, legs) must span several pixels to be learnable.
+OBJECT_HEIGHT = (0.15, 0.6)
+PERSON_HEIGHT = (0.5, 0.95)
+PASCAL_PERSON_PROB = 0.85  # share of PASCAL-layout scenes with people
+
+
 def _place(rng, camera, obj, indoor):
-    """-> (object, anchor x, anchor depth): the object looks 15-60% of the image tall and
-    stands no closer than where its base meets the bottom edge (enlarged when it would be
-    too small there); flying objects get an altitude that puts them in the sky."""
-    target = rng.uniform(0.15, 0.6) * camera.height
+    """-> (object, anchor x, anchor depth): the object looks OBJECT_HEIGHT (people:
+    PERSON_HEIGHT) of the image tall and stands no closer than where its base meets the
+    bottom edge (enlarged when it would be too small there); flying objects get an altitude
+    that puts them in the sky."""
+    target = rng.uniform(*(PERSON_HEIGHT if obj.kind == "person" else OBJECT_HEIGHT)) * camera.height
     near = max(camera.focal * camera.eye / (camera.height - camera.horizon), 0.8)
     depth = camera.focal * obj.height / target
     if depth < near:
@@ -979,7 +988,7 @@ def _write_pascal(root, counts, height, width, seed):
         for index, sample_id in enumerate(ids):
             rng = _sample_rng(seed, split, index)
             style = "pascal_indoor" if rng.random() < 0.5 else "pascal_outdoor"
-            scene = make_scene(rng, height, width, style, person_prob=0.65)
+            scene = make_scene(rng, height, width, style, person_prob=PASCAL_PERSON_PROB)
             cache[sample_id] = write_pascal_sample(root, sample_id, scene, rng, context_ids, palette)
         _write_lines(os.path.join(root, "ImageSets", "Context", f"{split}.txt"), ids)
         cache_path = os.path.join(root, "ImageSets", "Parts", f"{split}.txt")

@@ -11,6 +11,7 @@ import scipy.io
 from PIL import Image
 
 from data.pascal_context import PERSON_CLASS, VOC_CLASSES, load_db_info
+from data import synthetic
 from data.synthetic import generate, main, parse_size
 from utils.errors import DataError
 
@@ -197,3 +198,19 @@ def test_a_killed_generation_leaves_nothing_at_the_target(tmp_path):
     proc.wait()
     assert proc.returncode != 0, "generation finished before it could be killed"
     assert partial and not (tmp_path / "NYUDv2").exists()
+
+
+def test_people_look_larger_than_other_objects():
+    """An object of height h at depth d spans focal * h / d pixels: people are placed to span
+    PERSON_HEIGHT of the image (their parts stay learnable at 96-128 px), others OBJECT_HEIGHT."""
+    spans = {"person": [], "chair": []}
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        camera = synthetic.Camera(rng, 96, 128)
+        for kind in spans:
+            obj, _, depth = synthetic._place(rng, camera, synthetic.build_object(rng, kind), indoor=True)
+            spans[kind].append(camera.focal * obj.height / depth / camera.height)
+    low, high = synthetic.PERSON_HEIGHT
+    assert low - 1e-6 <= min(spans["person"]) and max(spans["person"]) <= high + 1e-6
+    low, high = synthetic.OBJECT_HEIGHT
+    assert low - 1e-6 <= min(spans["chair"]) and max(spans["chair"]) <= high + 1e-6
