@@ -10,8 +10,9 @@ FLOPs come from torch.utils.flop_counter during the warm-up iterations; the achi
 rate is compared with a large matmul timed between the measurements of the same run
 (the best of those timings). Model times are medians over --iters iterations.
 bf16 autocast on CUDA (`--opts amp=false` for fp32), fp32 on CPU. Synthetic inputs; no dataset is read.
-CPU threads are sized as main.py sizes them; no data loader runs, so none are set aside for
-loader workers (benchmarks.train_loop measures the real loop, loader included).
+CPU threads are sized as main.py sizes them for the config (room is left for its loader
+workers although none runs here), so the step's figures are a training run's;
+benchmarks.train_loop measures the real loop, loader included.
 """
 import argparse
 import contextlib
@@ -25,6 +26,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from data.loaders import loader_workers
 from engine.step import TrainStep, build_optimizer, memory_format
 from losses import build_loss
 from models import build_model
@@ -182,8 +184,9 @@ def main(argv=None):
     except DiffusionMTLError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    # CPU threads sized exactly as main.py sizes them (config, environment, cores).
-    threads, reason = set_num_threads(cfg.num_threads, 0)
+    # CPU threads sized exactly as main.py sizes them for this config (config, environment,
+    # cores less room for its loader workers), so the figures are those of a training run.
+    threads, reason = set_num_threads(cfg.num_threads, loader_workers(cfg.nworkers)[0])
     phase(f"{threads} CPU thread(s) ({reason})")
     torch.manual_seed(0)
     matmul_size = args.matmul_size or (8192 if args.device == "cuda" else 2048)

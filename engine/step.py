@@ -69,8 +69,9 @@ def compile_model(model):
     model.fuse_conv.compile()
     for decoder in model.prelim_decoders.values():
         decoder.compile()
-    for block in model.denoiser.blocks:
-        block.compile(dynamic=True)
+    if model.denoiser is not None:  # the MTL baseline has no refinement stage
+        for block in model.denoiser.blocks:
+            block.compile(dynamic=True)
     return model
 
 
