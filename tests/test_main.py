@@ -9,20 +9,12 @@ import time
 import pytest
 import torch
 
-from data.synthetic import generate
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val_size=[64,64]",
-        "log_interval=1", "model_kwargs.embed_dim=32", "model_kwargs.denoiser_depth=1",
-        "eval_kwargs.edge_workers=1", "eval_kwargs.edge_thresholds_infer=5",
-        "eval_kwargs.edge_thresholds_train=3"]
 
 
-@pytest.fixture(scope="module")
-def db_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("db")
-    generate("pascal", str(root), n_train=12, n_val=4, size=64, seed=0)
-    return str(root)
+@pytest.fixture
+def db_root(pascal_db):
+    return str(pascal_db.db_root)
 
 
 def run_main(args, opts, expect=0, env=None, torchrun=0):
@@ -47,8 +39,9 @@ def assert_same_weights(a, b):
 
 
 @pytest.mark.slow
-def test_demo_config_trains_evaluates_and_writes_the_run_folder(db_root, tmp_path):
-    opts = TINY + [f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=4", "val_interval=2"]
+def test_demo_config_trains_evaluates_and_writes_the_run_folder(db_root, tiny_opts, pascal_db, tmp_path):
+    demo = [opt for opt in tiny_opts if opt != "eval_at_start=false"]  # demo.yml's own eval_at_start
+    opts = [*demo, f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=4", "val_interval=2"]
     proc = run_main(["--config_exp", "configs/demo.yml"], opts)
     run_dir = tmp_path / "demo"
     for name in ("last.pth", "best.pth", "metrics.json", "log.txt"):
@@ -75,12 +68,12 @@ def test_demo_config_trains_evaluates_and_writes_the_run_folder(db_root, tmp_pat
     infer_dir = run_dir / "infer"
     assert json.loads((infer_dir / "metrics.json").read_text()).keys() == metrics.keys()
     assert "mIoU" in (infer_dir / "metrics.txt").read_text()
-    assert len(list((infer_dir / "predictions" / "semseg").glob("*.png"))) == 4
+    assert len(list((infer_dir / "predictions" / "semseg").glob("*.png"))) == pascal_db.n_val
 
 
 @pytest.mark.slow
-def test_evaluation_is_deterministic(db_root, tmp_path):
-    opts = TINY + [f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=2", "val_interval=2"]
+def test_evaluation_is_deterministic(db_root, tiny_opts, tmp_path):
+    opts = [*tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=2", "val_interval=2"]
     run_main(["--config_exp", "configs/demo.yml"], opts)
     ckpt = str(tmp_path / "demo" / "last.pth")
     results = []
@@ -91,8 +84,8 @@ def test_evaluation_is_deterministic(db_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_train_resume_and_infer(db_root, tmp_path):
-    opts = TINY + [f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=3", "val_interval=3"]
+def test_torchrun_two_processes_train_resume_and_infer(db_root, tiny_opts, tmp_path):
+    opts = [*tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=3", "val_interval=3"]
     proc = run_main(["--config_exp", "configs/demo.yml"], opts, torchrun=2)
     run_dir = tmp_path / "demo"
     ckpt = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=True)
@@ -117,9 +110,8 @@ def test_torchrun_two_processes_train_resume_and_infer(db_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_uninterrupted_weights(db_root, tmp_path):
-    base = TINY + [f"db_root={db_root}", "max_iter=8", "val_interval=100", "ckpt_interval=2",
-                   "nworkers=2"]
+def test_killed_run_resumes_to_the_uninterrupted_weights(db_root, tiny_opts, tmp_path):
+    base = [*tiny_opts, f"db_root={db_root}", "max_iter=8", "val_interval=100", "ckpt_interval=2", "nworkers=2"]
     straight = tmp_path / "straight"
     run_main(["--config_exp", "configs/demo.yml"], base + [f"output_dir={straight}"])
 
@@ -142,16 +134,16 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(db_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_diverging_loss_stops_with_a_message(db_root, tmp_path):
-    opts = TINY + [f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=20", "val_interval=100",
-                   "optimizer=sgd", "optimizer_kwargs.lr=1e12", "grad_clip_param.max_norm=1e30",
-                   "ckpt_interval=1"]
+def test_diverging_loss_stops_with_a_message(db_root, tiny_opts, tmp_path):
+    opts = [*tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=20", "val_interval=100",
+            "optimizer=sgd", "optimizer_kwargs.lr=1e12", "grad_clip_param.max_norm=1e30", "ckpt_interval=1"]
     proc = run_main(["--config_exp", "configs/demo.yml"], opts, expect=2)
     assert "training diverged (loss" in proc.stderr and "last good checkpoint" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert all(torch.isfinite(v.float()).all() for v in weights(tmp_path / "demo" / "last.pth").values())
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_errors(db_root, tmp_path):
     opts = [f"db_root={db_root}", f"output_dir={tmp_path}"]
     bad = tmp_path / "bad.pth"

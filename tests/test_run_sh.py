@@ -10,20 +10,14 @@ import time
 import pytest
 import torch
 
-from data.synthetic import generate
 from tests.entry_points import group_processes, one_error_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val_size=[64,64]",
-        "log_interval=1", "model_kwargs.embed_dim=32", "model_kwargs.denoiser_depth=1",
-        "eval_kwargs.edge_workers=1", "eval_kwargs.edge_thresholds_train=3", "eval_at_start=false"]
 
 
-@pytest.fixture(scope="module")
-def db_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("db")
-    generate("pascal", str(root), n_train=12, n_val=4, size=64, seed=0)
-    return str(root)
+@pytest.fixture
+def db_root(pascal_db):
+    return str(pascal_db.db_root)
 
 
 def env_for(**extra):
@@ -44,8 +38,9 @@ def assert_one_line_error(proc, status, *fragments):
     return one_error_line(proc, *fragments)
 
 
-def test_errors_are_one_line_with_status_2(db_root, tmp_path):
-    opts = ["--opts", *TINY, f"db_root={db_root}", f"output_dir={tmp_path}"]
+@pytest.mark.slow
+def test_errors_are_one_line_with_status_2(db_root, tiny_opts, tmp_path):
+    opts = ["--opts", *tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}"]
     assert_one_line_error(run_sh(*opts, "trBach=3"), 2, "unknown key 'trBach'", "trBatch")
     assert_one_line_error(run_sh(RUN_MODE="infer"), 2, "TRAINED_MODEL=")
     assert_one_line_error(run_sh(RUN_MODE="evaluate"), 2, "RUN_MODE")
@@ -56,8 +51,8 @@ def test_errors_are_one_line_with_status_2(db_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_one_line_errors_and_a_busy_default_port(db_root, tmp_path):
-    opts = ["--opts", *TINY, f"db_root={db_root}", f"output_dir={tmp_path}"]
+def test_two_processes_one_line_errors_and_a_busy_default_port(db_root, tiny_opts, tmp_path):
+    opts = ["--opts", *tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}"]
     # Two ranks fail alike: the launcher prints the first failure once, with its status.
     assert_one_line_error(run_sh(*opts, "trBach=3", NGPUS="2"), 2, "unknown key 'trBach'")
 
@@ -77,8 +72,8 @@ def test_two_processes_one_line_errors_and_a_busy_default_port(db_root, tmp_path
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_last_pth_and_the_same_command_resumes(db_root, tmp_path):
-    opts = ["--opts", *TINY, f"db_root={db_root}", f"output_dir={tmp_path}", "nworkers=2",
+def test_ctrl_c_saves_last_pth_and_the_same_command_resumes(db_root, tiny_opts, tmp_path):
+    opts = ["--opts", *tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}", "nworkers=2",
             "eval_kwargs.edge_workers=2", "val_interval=1000", "ckpt_interval=1000"]
     proc = subprocess.Popen(["bash", "run.sh", *opts, "max_iter=500"], cwd=ROOT, env=env_for(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -13,22 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from data.synthetic import generate
 from tests.entry_points import group_processes, one_error_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val_size=[64,64]",
-        "log_interval=1", "model_kwargs.embed_dim=32", "model_kwargs.denoiser_depth=1",
-        "eval_kwargs.edge_workers=1", "eval_kwargs.edge_thresholds_train=3",
-        "eval_kwargs.edge_thresholds_infer=3", "eval_at_start=false"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module")
-def db_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("db")
-    generate("pascal", str(root), n_train=12, n_val=4, size=64, seed=0)
-    return root
+@pytest.fixture
+def db_root(pascal_db):
+    return pascal_db.db_root
 
 
 def run(cmd, expect, timeout=300, env=None):
@@ -38,19 +31,16 @@ def run(cmd, expect, timeout=300, env=None):
     return proc
 
 
-def main_py(opts, expect=0, extra=()):
-    return run(["main.py", "--config_exp", "configs/demo.yml", *extra, "--opts", *TINY, *opts], expect)
+@pytest.fixture
+def main_py(tiny_opts):
+    def start(opts, expect=0, extra=()):
+        return run(["main.py", "--config_exp", "configs/demo.yml", *extra, "--opts", *tiny_opts, *opts], expect)
+    return start
 
 
-def copy_dataset(db_root, tmp_path):
-    import shutil
-
-    shutil.copytree(db_root, tmp_path / "db")
-    return tmp_path / "db" / "PASCALContext"
-
-
-def test_a_missing_file_stops_the_run_before_training(db_root, tmp_path):
-    dataset = copy_dataset(db_root, tmp_path)
+@pytest.mark.slow
+def test_a_missing_file_stops_the_run_before_training(pascal_db, main_py, tmp_path):
+    dataset = pascal_db.copy_to(tmp_path / "db").root
     val_id = (dataset / "ImageSets" / "Context" / "val.txt").read_text().split()[0]
     (dataset / "sal_distill" / f"{val_id}.png").unlink()
     proc = main_py([f"db_root={tmp_path / 'db'}", f"output_dir={tmp_path}"], expect=2)
@@ -59,8 +49,8 @@ def test_a_missing_file_stops_the_run_before_training(db_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_corrupt_file_read_by_a_loader_worker_is_one_line_and_keeps_the_progress(db_root, tmp_path):
-    dataset = copy_dataset(db_root, tmp_path)
+def test_a_corrupt_file_read_by_a_loader_worker_is_one_line_and_keeps_the_progress(pascal_db, main_py, tmp_path):
+    dataset = pascal_db.copy_to(tmp_path / "db").root
     train_ids = (dataset / "ImageSets" / "Context" / "train.txt").read_text().split()
     order = torch.randperm(len(train_ids), generator=torch.Generator().manual_seed(0))  # epoch 0, seed 0
     bad = train_ids[order[4]]  # the first sample of the third batch of two
@@ -74,8 +64,8 @@ def test_a_corrupt_file_read_by_a_loader_worker_is_one_line_and_keeps_the_progre
 
 
 @pytest.mark.slow
-def test_evaluation_workers_exit_when_training_is_killed(db_root, tmp_path):
-    cmd = [sys.executable, "main.py", "--config_exp", "configs/demo.yml", "--opts", *TINY, f"db_root={db_root}",
+def test_evaluation_workers_exit_when_training_is_killed(db_root, tiny_opts, tmp_path):
+    cmd = [sys.executable, "main.py", "--config_exp", "configs/demo.yml", "--opts", *tiny_opts, f"db_root={db_root}",
            f"output_dir={tmp_path}", "eval_kwargs.edge_workers=2", "max_iter=1000", "val_interval=1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -103,11 +93,12 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_malicious_checkpoint_is_refused_with_its_reason(db_root, tmp_path):
+@pytest.mark.slow
+def test_a_malicious_checkpoint_is_refused_with_its_reason(db_root, tiny_opts, tmp_path):
     marker = tmp_path / "code_ran"
     evil = tmp_path / "evil.pth"
     torch.save({"model": _Payload(marker)}, evil)
-    proc = subprocess.run(["bash", "run.sh", "--opts", *TINY, f"db_root={db_root}", f"output_dir={tmp_path}"],
+    proc = subprocess.run(["bash", "run.sh", "--opts", *tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**ENV, "PYTHON": sys.executable, "NGPUS": "1", "RUN_MODE": "infer",
                                "TRAINED_MODEL": str(evil)})
@@ -128,7 +119,7 @@ def test_inference_save_dir_that_is_a_file_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_explains_itself_and_refuses_a_different_experiment(db_root, tmp_path):
+def test_a_run_explains_itself_and_refuses_a_different_experiment(db_root, main_py, tmp_path):
     opts = [f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=2", "val_interval=2"]
     proc = main_py(opts)
     run_dir = tmp_path / "demo"
@@ -151,8 +142,8 @@ def test_a_run_explains_itself_and_refuses_a_different_experiment(db_root, tmp_p
     before = (run_dir / "last.pth").read_bytes()
     proc = main_py(opts + ["optimizer_kwargs.lr=0.5"], expect=2)
     one_error_line(proc, "optimizer_kwargs.lr: 0.001 -> 0.5", "version_name", "output_dir")
-    proc = main_py(opts + ["model_kwargs.embed_dim=16"], expect=2)
-    one_error_line(proc, "model_kwargs.embed_dim: 32 -> 16")
+    proc = main_py(opts + ["model_kwargs.embed_dim=24"], expect=2)
+    one_error_line(proc, "model_kwargs.embed_dim: 16 -> 24")
     assert (run_dir / "last.pth").read_bytes() == before
     assert "nothing to do" in main_py(opts + ["val_interval=5"]).stdout  # budget / logging keys may change
 
