@@ -1,12 +1,13 @@
 """Fixtures shared by the test files, so that every file does not rebuild its own.
 
 - `tiny_opts`: the one list of `--opts` strings that shrinks a config to a model that
-  trains, evaluates and infers on a CPU in about a second per step (64 x 64 inputs, a
-  16-channel decoder, one denoiser block, batches of two, no loader workers, three
-  boundary thresholds, no evaluation of the untrained model). Tests that run main.py /
-  run.sh / inference.py pass it on the command line; tests that build a model in-process
-  use `tiny_cfg`. Keys a test depends on (max_iter, val_interval, ...) are added by the
-  test, after these, so they win.
+  trains, evaluates and infers on one CPU thread in seconds (64 x 64 inputs, a 16-channel
+  decoder, one denoiser block, batches of two, no loader workers, three boundary
+  thresholds, no evaluation of the untrained model). Tests that run main.py / run.sh /
+  inference.py pass it on the command line; tests that build a model in-process use
+  `tiny_cfg`. Keys a test depends on (max_iter, val_interval, ...) are added by the test,
+  after these, so they win. Some tests state these values (the 64 x 64 canvas in
+  test_inference.py, embed_dim 16 in test_user_path.py): change them together.
 - `tiny_cfg(*extra_opts, config="configs/demo.yml")`: that config loaded with `tiny_opts`,
   then `extra_opts`, with `db_root=.` so that configs without one load (nothing reads the
   dataset until a test passes its own db_root).
