@@ -322,7 +322,8 @@ def main(argv=None):
     if os.path.isfile(json_path):  # wall times of runs finished by an earlier invocation
         with open(json_path, encoding="utf-8") as handle:
             previous = json.load(handle).get("runs", {})
-    jobs = [(variant, seed) for variant in args.variants for seed in range(args.seeds)]
+    # seed by seed: an ablation stopped early still has every variant at the seeds it finished
+    jobs = [(variant, seed) for seed in range(args.seeds) for variant in args.variants]
     runs = {variant: {} for variant in args.variants}
     overall = tqdm(jobs, desc="ablation", unit="run", dynamic_ncols=True)
     for variant, seed in overall:
