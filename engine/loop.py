@@ -118,6 +118,7 @@ class Trainer:
             self.reporter.evaluation(0, evaluate(cfg, self.model, self.val_loader, self.evaluator, self.device),
                                      untrained=True)
         self.model.train()
+        self.reporter.start_clock()
         with StopRequest() as stop:
             for iteration in range(self.start_iter + 1, self.total_iters + 1):
                 self.train_step(iteration)

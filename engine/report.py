@@ -58,6 +58,10 @@ class Reporter:
                         disable=not show_progress())
         self.started = time.time()
 
+    def start_clock(self):
+        """Time the iterations from here (after any evaluation before the loop)."""
+        self.started = time.time()
+
     def due(self, iteration):
         """Whether `iteration` gets a log line (so the loop checks the step's finiteness then)."""
         return (iteration == self.start_iter + 1 or iteration % self.cfg.log_interval == 0
