@@ -37,6 +37,7 @@ from data.metadata import LAYOUT_OF
 from data.synthetic import generate
 from evaluation import refinement_gain
 from evaluation.delta_m import delta_m
+from utils.cli import HelpFormatter
 from utils.config import load_config
 from utils.errors import ConfigError, DataError, DiffusionMTLError
 from utils.tasks import headline_metric
@@ -55,10 +56,6 @@ VARIANTS = {
 REFERENCE = "baseline"  # Delta_m of every row is measured against this row's mean
 METHOD = "feature"  # the paper's ordering: this row above every ablation of it
 ABLATIONS = ("no_diffusion", "no_conditioning", "baseline")
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every argument's default."""
 
 
 # ---------------------------------------------------------------------------------------
