@@ -3,7 +3,6 @@ that finishes what an error interrupted, one run per folder, log.txt telling why
 a best.pth without the optimizer, and the summary's commands working."""
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,20 +11,9 @@ import time
 import pytest
 import torch
 
-from data.synthetic import generate
 from tests.entry_points import one_error_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "log_interval=1", "model_kwargs.embed_dim=32",
-        "model_kwargs.denoiser_depth=1", "eval_kwargs.edge_workers=1", "eval_kwargs.edge_thresholds_train=3",
-        "eval_kwargs.edge_thresholds_infer=3", "eval_at_start=false"]
-
-
-@pytest.fixture(scope="module")
-def db_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("db")
-    generate("pascal", str(root), n_train=6, n_val=2, size=64, seed=0)
-    return str(root)
 
 
 def main_py(*args, expect=0, timeout=300):
@@ -36,9 +24,9 @@ def main_py(*args, expect=0, timeout=300):
 
 
 @pytest.mark.slow
-def test_val_size_mismatch_is_one_line_at_second_zero_and_leaves_no_folder(db_root, tmp_path):
+def test_val_size_mismatch_is_one_line_at_second_zero_and_leaves_no_folder(pascal_db, tiny_opts, tmp_path):
     started = time.time()
-    proc = main_py("--config_exp", "configs/demo.yml", "--opts", *TINY, f"db_root={db_root}",
+    proc = main_py("--config_exp", "configs/demo.yml", "--opts", *tiny_opts, f"db_root={pascal_db.db_root}",
                    f"output_dir={tmp_path}", "max_iter=1", "train_size=[32,32]", "val_size=[32,32]", expect=2)
     one_error_line(proc, "val_size 32x32 is smaller than validation image", "--opts val_size=[64,64]")
     assert "iter 1/" not in proc.stdout and time.time() - started < 60
@@ -46,14 +34,13 @@ def test_val_size_mismatch_is_one_line_at_second_zero_and_leaves_no_folder(db_ro
 
 
 @pytest.mark.slow
-def test_an_evaluation_error_then_the_same_command_ends_with_best_pth(db_root, tmp_path):
-    data = tmp_path / "db"
-    shutil.copytree(db_root, data)
+def test_an_evaluation_error_then_the_same_command_ends_with_best_pth(pascal_db, tiny_opts, tmp_path):
+    data = pascal_db.copy_to(tmp_path / "db").db_root
     val_id = (data / "PASCALContext" / "ImageSets" / "Context" / "val.txt").read_text().split()[0]
     image = data / "PASCALContext" / "JPEGImages" / f"{val_id}.jpg"
     good = image.read_bytes()
     image.write_bytes(good[:len(good) // 2])  # header intact (passes the up-front check), pixels cut off
-    args = ["--config_exp", "configs/demo.yml", "--opts", *TINY, f"db_root={data}", f"output_dir={tmp_path}",
+    args = ["--config_exp", "configs/demo.yml", "--opts", *tiny_opts, f"db_root={data}", f"output_dir={tmp_path}",
             "max_iter=2", "val_interval=2"]
     proc = main_py(*args, expect=2)
     line = one_error_line(proc, f"{val_id}", "training stopped at iteration 2", "run the same command to resume")
@@ -64,7 +51,8 @@ def test_an_evaluation_error_then_the_same_command_ends_with_best_pth(db_root, t
     image.write_bytes(good)
     proc = main_py(*args)  # the same command: evaluates the finished run, nothing retrained
     log = (run_dir / "log.txt").read_text()
-    assert "iter 1/2" not in log.split("resumed from")[1] and "evaluation at iteration 2" in log.split("resumed from")[1]
+    rerun = log.split("resumed from")[1]
+    assert "iter 1/2" not in rerun and "evaluation at iteration 2" in rerun
     best = torch.load(run_dir / "best.pth", map_location="cpu", weights_only=True)
     assert set(best) == {"model", "config", "iteration", "best_score", "best_iteration", "best_metrics"}
     assert best["iteration"] == 2 and best["best_metrics"]["semseg"]["mIoU"] >= 0
@@ -82,8 +70,9 @@ def test_an_evaluation_error_then_the_same_command_ends_with_best_pth(db_root, t
 
 
 @pytest.mark.slow
-def test_a_second_run_in_a_busy_folder_stops_naming_the_first(db_root, tmp_path):
-    args = ["--config_exp", "configs/demo.yml", "--opts", *TINY, f"db_root={db_root}", f"output_dir={tmp_path}",
+def test_a_second_run_in_a_busy_folder_stops_naming_the_first(pascal_db, tiny_opts, tmp_path):
+    args = ["--config_exp", "configs/demo.yml", "--opts", *tiny_opts, f"db_root={pascal_db.db_root}",
+            f"output_dir={tmp_path}",
             "max_iter=500", "version_name=twice"]
     first = subprocess.Popen([sys.executable, "main.py", *args], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})

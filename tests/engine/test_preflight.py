@@ -4,7 +4,6 @@ import pytest
 from PIL import Image
 
 from data.datasets import build_dataset
-from data.synthetic import generate
 from engine.preflight import check_train_sizes, check_val_sizes, image_size
 from utils.config import load_config
 from utils.errors import ConfigError, DataError
@@ -22,33 +21,25 @@ def test_image_size_reads_headers_of_png_jpeg_and_npy(tmp_path):
         image_size(str(tmp_path / "d.png"))
 
 
-@pytest.fixture(scope="module")
-def roots(tmp_path_factory):
-    root = tmp_path_factory.mktemp("db")
-    generate("pascal", str(root), n_train=4, n_val=3, size=96, seed=0)
-    generate("cityscapes", str(root), n_train=4, n_val=2, size=(64, 128), seed=0)
-    return str(root)
-
-
-def test_val_size_smaller_than_the_validation_images_is_one_config_error(roots):
-    cfg = load_config("configs/demo.yml", [f"db_root={roots}", "val_size=[64,64]"])
-    with pytest.raises(ConfigError, match=r"val_size 64x64 is smaller than validation image .*\(96x96\); "
-                                          r"the whole split fits in --opts val_size=\[96,96\]"):
+def test_val_size_smaller_than_the_validation_images_is_one_config_error(pascal_db):
+    cfg = load_config("configs/demo.yml", [f"db_root={pascal_db.db_root}", "val_size=[48,64]"])
+    with pytest.raises(ConfigError, match=r"val_size 48x64 is smaller than validation image .*\(64x64\); "
+                                          r"the whole split fits in --opts val_size=\[64,64\]"):
         check_val_sizes(build_dataset(cfg, "val"), cfg.val_size)
-    fits = load_config("configs/demo.yml", [f"db_root={roots}", "val_size=[96,128]"])
+    fits = load_config("configs/demo.yml", [f"db_root={pascal_db.db_root}", "val_size=[64,96]"])
     check_val_sizes(build_dataset(fits, "val"), fits.val_size)  # larger is fine: padded
     check_train_sizes(build_dataset(fits, "train"), fits.train_size)  # cropped and padded: any size
 
 
-def test_unpadded_protocol_needs_the_exact_image_size(roots):
-    opts = [f"db_root={roots}", "ssl_type=full"]
-    cfg = load_config("configs/cityscapes/resnet18_onelabel.yml", opts + ["train_size=[64,128]", "val_size=[64,128]"])
+def test_unpadded_protocol_needs_the_exact_image_size(cityscapes_db):
+    opts = [f"db_root={cityscapes_db.db_root}", "ssl_type=full"]
+    cfg = load_config("configs/cityscapes/resnet18_onelabel.yml", opts + ["train_size=[32,64]", "val_size=[32,64]"])
     check_train_sizes(build_dataset(cfg, "train"), cfg.train_size)
     check_val_sizes(build_dataset(cfg, "val"), cfg.val_size)
-    bigger = load_config("configs/cityscapes/resnet18_onelabel.yml", opts + ["train_size=[128,256]",
-                                                                             "val_size=[128,256]"])
-    with pytest.raises(ConfigError, match=r"differs from the size of validation image .*\(64x128\).*"
-                                          r"val_size=\[64,128\]"):
+    bigger = load_config("configs/cityscapes/resnet18_onelabel.yml", opts + ["train_size=[64,128]",
+                                                                             "val_size=[64,128]"])
+    with pytest.raises(ConfigError, match=r"differs from the size of validation image .*\(32x64\).*"
+                                          r"val_size=\[32,64\]"):
         check_val_sizes(build_dataset(bigger, "val"), bigger.val_size)
-    with pytest.raises(ConfigError, match=r"train_size=\[64,128\]"):
+    with pytest.raises(ConfigError, match=r"train_size=\[32,64\]"):
         check_train_sizes(build_dataset(bigger, "train"), bigger.train_size)
