@@ -38,7 +38,6 @@ def main_py(tiny_opts):
     return start
 
 
-@pytest.mark.slow
 def test_a_missing_file_stops_the_run_before_training(pascal_db, main_py, tmp_path):
     dataset = pascal_db.copy_to(tmp_path / "db").root
     val_id = (dataset / "ImageSets" / "Context" / "val.txt").read_text().split()[0]
@@ -93,7 +92,6 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.slow
 def test_a_malicious_checkpoint_is_refused_with_its_reason(db_root, tiny_opts, tmp_path):
     marker = tmp_path / "code_ran"
     evil = tmp_path / "evil.pth"
