@@ -11,12 +11,16 @@ from utils.config import DEFAULTS, derive
 LN2 = math.log(2.0)
 
 
-def make_cfg(db_name, tasks, **loss_weights):
+def make_cfg(db_name, tasks, edge_w=None, variant=None, **loss_weights):
     raw = copy.deepcopy(DEFAULTS)
     raw.update(train_db_name=db_name, val_db_name=db_name, db_root="unused", ssl_type="full")
     for task in tasks:
         raw["task_dictionary"][f"include_{task}"] = True
     raw["loss_kwargs"]["loss_weights"].update(loss_weights)
+    if edge_w is not None:
+        raw["task_dictionary"]["edge_w"] = edge_w
+    if variant is not None:
+        raw["model_kwargs"]["variant"] = variant
     return derive(EasyDict(raw), "test")
 
 
@@ -119,8 +123,7 @@ def test_model_zeros_for_unlabelled_final_outputs_are_irrelevant():
 
 
 def test_build_loss_passes_edge_w():
-    cfg = make_cfg("NYUD", ["semseg", "edge"])
-    cfg.task_dictionary.edge_w = 0.9
+    cfg = make_cfg("NYUD", ["semseg", "edge"], edge_w=0.9)
     criterion = build_loss(cfg)
     outputs = {head: {"semseg": torch.zeros(1, 40, 1, 2), "edge": torch.zeros(1, 1, 1, 2)}
                for head in ("final", "prelim")}
@@ -134,8 +137,7 @@ def test_build_loss_passes_edge_w():
 def test_baseline_counts_its_one_prediction_once():
     # The MTL baseline's final output is its preliminary one: with the semseg_depth_case
     # numbers, sample 0: 1 * ln40 + 2 * 2 (x 2/2), sample 1: 2 * 2 (x 2/1) = 8; mean over 2.
-    cfg = make_cfg("NYUD", ["semseg", "depth"], semseg=1.0, depth=2.0)
-    cfg.model_kwargs.variant = "baseline"
+    cfg = make_cfg("NYUD", ["semseg", "depth"], variant="baseline", semseg=1.0, depth=2.0)
     criterion = build_loss(cfg)
     outputs, batch = semseg_depth_case()
     outputs["prelim"] = outputs["final"]
