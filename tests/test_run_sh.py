@@ -106,10 +106,14 @@ def test_interrupted_demo_data_generation_leaves_no_dataset(tmp_path, how):
     proc = subprocess.Popen(["bash", "run.sh"], cwd=ROOT, env=env_for(DEMO_DATA=str(demo_data)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
-    while not (demo_data.is_dir() and any(p.name.startswith(".PASCALContext.partial") for p in demo_data.iterdir())):
+
+    def images_written():  # in the hidden folder that is renamed into place when complete
+        partial = [p for p in demo_data.iterdir() if p.name.startswith(".PASCALContext.partial")]
+        return len(list(partial[0].glob("**/*.jpg"))) if partial else 0
+
+    while not (demo_data.is_dir() and images_written() >= 3):  # some of the 300 files written
         assert proc.poll() is None and time.time() < deadline, "generation did not start"
         time.sleep(0.05)
-    time.sleep(1.0)  # some files written
     os.killpg(proc.pid, how)
     proc.wait(timeout=60)
     assert not (demo_data / "PASCALContext").exists()
