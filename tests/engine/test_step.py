@@ -169,3 +169,10 @@ def test_sgd_momentum_with_layers_that_start_late(fused, setup):
     assert step.diverged() is None
     for (name, param), expected in zip(model.named_parameters(), reference_model.parameters()):
         torch.testing.assert_close(param, expected, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_compile_model_handles_the_baseline_without_a_refinement_stage(setup):
+    _, model, _, step = setup("model_kwargs.variant=baseline")
+    assert model.denoiser is None
+    compile_model(model)  # compiles lazily: nothing runs until the first forward
+    assert model.backbone._compiled_call_impl is not None and model.condition_conv is None

@@ -153,3 +153,43 @@ def test_best_metric_default_and_validation(tmp_path):
 def test_model_shape_checks(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(write(tmp_path, BASE), opts=[override])
+
+
+def test_the_config_is_frozen_after_derive_and_so_are_its_copies(tmp_path):
+    import copy
+    import pickle
+
+    cfg = load_config(write(tmp_path, BASE))
+    for target, key in ((cfg, "seed"), (cfg.model_kwargs, "embed_dim"), (cfg.TASKS, "NAMES")):
+        with pytest.raises(TypeError, match="read-only"):
+            setattr(target, key, 1)
+        with pytest.raises(TypeError, match="read-only"):
+            target[key] = 1
+    with pytest.raises(TypeError, match="read-only"):
+        cfg.optimizer_kwargs.update(lr=1.0)
+    for clone in (copy.deepcopy(cfg), pickle.loads(pickle.dumps(cfg))):
+        assert clone == cfg
+        with pytest.raises(TypeError, match="read-only"):
+            clone.model_kwargs.embed_dim = 8
+
+
+def test_one_schema_row_per_key_and_the_help_lists_them():
+    from utils.config import DEFAULTS, SCHEMA, describe_keys
+
+    def leaves(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict) and f"{prefix}{key}" != "reference_metrics":
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}"
+
+    assert list(leaves(DEFAULTS)) == list(SCHEMA)
+    text = describe_keys()
+    assert "model_kwargs.variant = 'feature'  [one of feature / prediction / baseline]" in text
+    assert "max_iter = None  [int or null]" in text
+    assert all(SCHEMA[key].help in text for key in SCHEMA)
+
+
+def test_a_scalar_where_a_mapping_belongs_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="key 'eval_kwargs' must be a mapping, got 3"):
+        load_config(write(tmp_path, BASE), opts=["eval_kwargs=3"])
