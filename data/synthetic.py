@@ -34,6 +34,7 @@ from PIL import Image
 
 from data.metadata import LAYOUTS, VOC_CLASSES, VOC_PALETTE
 from data.pascal_context import label_boundaries, load_db_info
+from utils.cli import HelpFormatter
 from utils.errors import DataError
 from utils.tasks import DATASET_DIRNAME, IGNORE_INDEX
 
@@ -1076,7 +1077,7 @@ def _write_lines(path, lines):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--layout", choices=list(LAYOUTS), required=True, help="which on-disk layout to write")
     parser.add_argument("--out", required=True, help="db_root: the dataset folder is created inside")
     parser.add_argument("--train", type=int, default=100, help="training images")
