@@ -36,17 +36,26 @@ NODE_RANK=${NODE_RANK:-0}
 if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-# The demo dataset (db_root of configs/demo.yml): generated once, PASCAL-Context layout.
-# data.synthetic writes into a hidden temporary folder and renames it into place when
-# complete, so an interrupted generation leaves nothing a later run would accept.
-# DEMO_DATA (default demo_data, the config's db_root) moves it elsewhere.
+# The demo dataset (db_root of configs/demo.yml): generated once, PASCAL-Context layout,
+# at the demo config's size. data.synthetic writes into a hidden temporary folder and
+# renames it into place when complete, so an interrupted generation leaves nothing a later
+# run would accept; DEMO_DATA/.demo_args records the arguments, so a dataset made by
+# another version of the demo is generated again. DEMO_DATA (default demo_data, the
+# config's db_root) moves it elsewhere.
 DEMO_DATA=${DEMO_DATA:-demo_data}
+DEMO_ARGS="--layout pascal --train 240 --val 60 --size 96 --seed 0"
 
 ARGS=(--config_exp "$CONFIG" --run_mode "$RUN_MODE")
 if [ "$CONFIG" = "configs/demo.yml" ]; then
-  if [ ! -d "$DEMO_DATA/PASCALContext" ]; then
-    echo "Generating the demo dataset in $DEMO_DATA/PASCALContext ..."
-    "$PYTHON" -m data.synthetic --layout pascal --out "$DEMO_DATA" --train 240 --val 60 --size 128 --seed 0
+  if [ ! -d "$DEMO_DATA/PASCALContext" ] || [ "$(cat "$DEMO_DATA/.demo_args" 2>/dev/null)" != "$DEMO_ARGS" ]; then
+    if [ -d "$DEMO_DATA/PASCALContext" ]; then
+      echo "The demo dataset in $DEMO_DATA/PASCALContext was made by another version of the demo; generating it again ..."
+    else
+      echo "Generating the demo dataset in $DEMO_DATA/PASCALContext ..."
+    fi
+    # shellcheck disable=SC2086  # DEMO_ARGS is a list of words
+    "$PYTHON" -m data.synthetic $DEMO_ARGS --out "$DEMO_DATA" --force
+    echo "$DEMO_ARGS" > "$DEMO_DATA/.demo_args"
   fi
   [ "$DEMO_DATA" = demo_data ] || ARGS+=(--opts "db_root=$DEMO_DATA")
 fi

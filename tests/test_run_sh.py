@@ -119,3 +119,20 @@ def test_interrupted_demo_data_generation_leaves_no_dataset(tmp_path, how):
     assert not (demo_data / "PASCALContext").exists()
     if how == signal.SIGINT:  # a clean stop also removes its temporary folder
         assert list(demo_data.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_demo_dataset_made_by_another_demo_version_is_generated_again(tmp_path):
+    demo_data = tmp_path / "demo_data"
+    (demo_data / "PASCALContext").mkdir(parents=True)
+    (demo_data / "PASCALContext" / "stale.txt").write_text("128x128 images of an older demo")
+    (demo_data / ".demo_args").write_text("--layout pascal --train 240 --val 60 --size 128 --seed 0\n")
+    # RUN_MODE=infer with a missing checkpoint: the data step runs, then main.py stops at once.
+    proc = run_sh(DEMO_DATA=str(demo_data), RUN_MODE="infer", TRAINED_MODEL=str(tmp_path / "none.pth"))
+    assert_one_line_error(proc, 2, "checkpoint not found")
+    assert "made by another version of the demo; generating it again" in proc.stdout
+    assert not (demo_data / "PASCALContext" / "stale.txt").exists()
+    assert len(list((demo_data / "PASCALContext" / "JPEGImages").glob("*.jpg"))) == 300
+    assert "--size 96" in (demo_data / ".demo_args").read_text()
+    again = run_sh(DEMO_DATA=str(demo_data), RUN_MODE="infer", TRAINED_MODEL=str(tmp_path / "none.pth"))
+    assert "Generating" not in again.stdout and "generating" not in again.stdout  # up to date: kept
