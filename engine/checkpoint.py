@@ -17,7 +17,6 @@ import zipfile
 import numpy as np
 import torch
 
-from engine.step import unwrap
 from utils import distributed
 from utils.config import as_plain, config_changes, stored_config
 from utils.errors import CheckpointError, ConfigError
@@ -127,7 +126,8 @@ def restore_rng(state):
 # The checkpointer of one training run
 # ---------------------------------------------------------------------------------------
 class Checkpointer:
-    """last.pth / best.pth of `cfg.run_dir`, the best score so far, and resuming.
+    """last.pth / best.pth of `cfg.run_dir`, the best score so far, and resuming; `model` is
+    the network itself (not its DistributedDataParallel wrapper).
 
     `before_save` runs before every write (the training step's divergence check, so no
     non-finite weights are ever saved). Every rank calls `save_*` (the RNG states are
@@ -159,7 +159,7 @@ class Checkpointer:
 
     def resume(self, state, logger):
         """Continue from last.pth's `state`: weights, optimizer, schedule, RNG; returns its iteration."""
-        load_model_state(unwrap(self.model), state["model"], source=self.last_path)
+        load_model_state(self.model, state["model"], source=self.last_path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.saved_at = state["iteration"]
@@ -182,7 +182,7 @@ class Checkpointer:
         rng_states = distributed.all_gather_objects(capture_rng())
         if distributed.is_main_process():
             save_checkpoint(self.last_path, {
-                "model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": None, "iteration": iteration,
                 "best_score": self.best_score, "best_iteration": self.best_iteration,
                 "best_metrics": self.best_metrics, "evaluated_at": self.evaluated_at, "rng": rng_states,
@@ -200,7 +200,7 @@ class Checkpointer:
         self.before_save()
         if distributed.is_main_process():
             save_checkpoint(self.best_path, {
-                "model": unwrap(self.model).state_dict(), "iteration": iteration, "best_score": score,
+                "model": self.model.state_dict(), "iteration": iteration, "best_score": score,
                 "best_iteration": iteration, "best_metrics": metrics, "config": as_plain(self.cfg)})
         distributed.barrier()
         return True

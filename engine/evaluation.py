@@ -30,11 +30,6 @@ def show_progress():
     return distributed.is_main_process() and sys.stderr.isatty()
 
 
-def content(prediction, meta, index):
-    """Sample `index`'s prediction without the padding (its window in the padded canvas)."""
-    return crop_to_content(prediction, content_windows(meta)[index])
-
-
 @torch.no_grad()
 def evaluate(cfg, model, loader, evaluator, device, prediction_dir=None, tb_images=None):
     """Metrics of `model` on `loader` ({task: {metric: value}}, "delta_m", "prelim").
@@ -63,17 +58,20 @@ def evaluate(cfg, model, loader, evaluator, device, prediction_dir=None, tb_imag
 def save_predictions(folder, final, meta, style):
     """Per-image PNGs, the files inference.py writes: palette PNGs of label ids, grey
     probabilities, RGB normals, depth colour-mapped plus depth_mm/ in millimetres."""
+    windows = content_windows(meta)  # each sample's content in the padded canvas
     for task, output in final.items():
         prediction = activate(task, output).cpu()
         for i, sample_id in enumerate(meta["id"]):
-            write_prediction(folder, task, sample_id, content(prediction[i], meta, i).numpy(), style=style)
+            content = crop_to_content(prediction[i], windows[i]).numpy()
+            write_prediction(folder, task, sample_id, content, style=style)
 
 
 def drawn_images(final, meta, count, style):
     """(id, {task: uint8 HxWx3}) of the first `count` samples, for TensorBoard."""
-    images = []
+    images, windows = [], content_windows(meta)
     for i in range(min(count, len(meta["id"]))):
-        drawn = {task: colorize(task, content(activate(task, out[i:i + 1])[0], meta, i).cpu().numpy(), style=style)
+        drawn = {task: colorize(task, crop_to_content(activate(task, out[i:i + 1])[0], windows[i]).cpu().numpy(),
+                                style=style)
                  for task, out in final.items()}
         images.append((meta["id"][i], drawn))
     return images

@@ -91,15 +91,17 @@ class Trainer:
         self.start_iter = self.checkpointer.resume(stored, logger) if stored else 0
         del stored  # the weights are in the model: no second copy held
         self.batches.seek(self.start_iter)
+        # The checkpointer keeps the network itself; SyncBatchNorm and compilation change its
+        # submodules in place, DistributedDataParallel only wraps it.
+        if world_size > 1 and device.type == "cuda" and cfg.sync_bn:
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if cfg.compile:
+            compile_model(model)
         if world_size > 1:
-            if device.type == "cuda" and cfg.sync_bn:
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             # Partial labels leave the layers of tasks no sample of a batch labels unused: DDP must
             # then look for them; with full labels every parameter is used in every step.
             model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                             find_unused_parameters=cfg.ssl_type != "full")
-        if cfg.compile:
-            compile_model(model.module if world_size > 1 else model)
         self.model = model
         self.step = TrainStep(cfg, model, build_loss(cfg), self.optimizer, device)
         self.evaluator = build_evaluator(cfg, "train")

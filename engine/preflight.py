@@ -31,15 +31,19 @@ def image_size(path):
         raise DataError(f"{path}: not a readable image ({err})") from None
 
 
+def image_sizes(dataset):
+    """(path, H, W) of every sample's image, from headers (the first existing alternative)."""
+    for index in range(len(dataset)):
+        path = next(p for p in dataset.loader.files(index, [])[0] if os.path.exists(p))
+        yield (path, *image_size(path))
+
+
 def check_train_sizes(dataset, train_size):
     """Where the protocol never pads or crops to a fixed size (NYUD MTAN layout, Cityscapes),
     every training image has the size train_size."""
     if getattr(dataset.transform, "pads", True):
         return  # scaled, cropped and padded to train_size: any size works
-    loader = dataset.loader
-    for index in range(len(dataset)):
-        path = next(p for p in loader.files(index, [])[0] if os.path.exists(p))
-        height, width = image_size(path)
+    for path, height, width in image_sizes(dataset):
         if (height, width) != tuple(train_size):
             raise ConfigError(f"train_size {train_size[0]}x{train_size[1]} differs from the size of training image "
                               f"{path} ({height}x{width}); this dataset trains at its own size: "
@@ -49,11 +53,9 @@ def check_train_sizes(dataset, train_size):
 def check_val_sizes(dataset, val_size):
     """Every validation image fits inside `val_size` (predictions are padded to it), or has
     exactly that size where the protocol never pads (NYUD MTAN layout, Cityscapes)."""
-    loader, pads = dataset.loader, getattr(dataset.transform, "pads", True)
+    pads = getattr(dataset.transform, "pads", True)
     first_wrong, needed = None, list(val_size) if pads else [0, 0]
-    for index in range(len(dataset)):
-        path = next(p for p in loader.files(index, [])[0] if os.path.exists(p))
-        height, width = image_size(path)
+    for path, height, width in image_sizes(dataset):
         wrong = height > val_size[0] or width > val_size[1] if pads else (height, width) != tuple(val_size)
         if wrong:
             first_wrong = first_wrong or (path, height, width)

@@ -149,8 +149,3 @@ def build_scheduler(cfg, optimizer, total_iters):
 def to_device(batch, device):
     """A loader batch with its tensors on `device` (asynchronous copies from pinned memory)."""
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
-def unwrap(model):
-    """The network itself, without its DistributedDataParallel wrapper."""
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
