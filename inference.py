@@ -37,6 +37,7 @@ from engine.checkpoint import load_checkpoint, load_model_state
 from utils.cli import HelpFormatter
 from utils.config import config_from_dict, load_config
 from utils.errors import CheckpointError, DiffusionMTLError, ImageReadError, UsageError
+from utils.progress import progress_bar
 from evaluation.visualization import dataset_style, make_overview, write_prediction
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
@@ -203,7 +204,7 @@ def run(model, cfg, paths, save_dir, device, batch_size=1, progress=True):
         written += len(pending)
         pending.clear()
 
-    with tqdm(total=len(paths), unit="img", disable=not (progress and sys.stderr.isatty()), file=sys.stderr) as bar:
+    with progress_bar(shown=progress and sys.stderr.isatty(), total=len(paths), unit="img", file=sys.stderr) as bar:
         for path, name in zip(paths, output_names(paths)):
             try:
                 pending.append((name, read_image(path)))

@@ -23,8 +23,9 @@ from utils.cli import HelpFormatter
 from utils.config import describe_keys, load_config
 from utils.errors import DiffusionMTLError, one_line
 from utils.launch import report_error
-from utils.logger import log_to_file, setup_logger
-from utils.threads import set_num_threads
+from engine.checkpoint import capture_rng, restore_rng
+from utils.logger import close_logger, log_to_file, setup_logger
+from utils.threads import restored_threads, set_num_threads
 
 
 def parse_args(argv=None):
@@ -65,19 +66,32 @@ class Run:
     def close(self, failed):
         if self.lock is not None:
             self.lock.release()
+        close_logger(self.logger)
         if failed and self.created and distributed.is_main_process() and \
                 not os.path.exists(os.path.join(self.cfg.run_dir, "last.pth")):
-            for handler in self.logger.handlers:
-                handler.close()
             shutil.rmtree(self.cfg.run_dir, ignore_errors=True)  # nothing worth keeping was made
 
 
 def main(argv=None):
-    """Returns the exit status: 0 done, 2 config / data / checkpoint error, 130 interrupted."""
+    """Returns the exit status: 0 done, 2 config / data / checkpoint error, 130 interrupted.
+
+    Called as a function (benchmarks.ablation, tests), it gives the caller's thread counts
+    and random generator states back on return.
+    """
     args = parse_args(argv)
     if args.config_keys:
         print(describe_keys())
         return 0
+    rng = capture_rng()
+    with restored_threads():
+        try:
+            return _run(args)
+        finally:
+            restore_rng(rng)
+
+
+def _run(args):
+    """The command itself: config, threads, device, run folder, then training or evaluation."""
     run, status = None, 2
     try:
         # Evaluation loads every weight from the checkpoint: no backbone initialisation.

@@ -17,10 +17,15 @@ run's metrics.json. The variants are config switches of the same network:
 
 OUT/ablation.md has the headline metric of every task as mean +- std over seeds, Delta_m
 of every row against the baseline row's mean, the refinement gain of every row (final -
-preliminary, positive = better) and whether the paper's ordering holds; OUT/ablation.json
-has every run's numbers and wall time; OUT/ablation.png the per-task bars with error bars.
+preliminary, positive = better) at the end and at every evaluation, and whether the
+paper's ordering holds; OUT/ablation.json has every run's numbers, evaluation history
+(its metrics.jsonl) and wall time; OUT/ablation.png the per-task bars with error bars;
+OUT/ablation_gain.png the refinement gain of every task against the iteration, one line
+per variant (mean over seeds, band of +- one std).
 Started again with the same arguments it resumes: a run whose metrics.json is at the last
-iteration is not retrained, an interrupted one resumes from its last.pth.
+iteration is not retrained, an interrupted one resumes from its last.pth, and a run that
+OUT/ablation.json records as finished (same config, budget, data and --opts) is taken
+from there even when its run folder is gone: keep ablation.json to resume elsewhere.
 """
 import argparse
 import json
@@ -35,9 +40,11 @@ from tqdm import tqdm
 import main as trainer
 from data.metadata import LAYOUT_OF
 from data.synthetic import generate
+from engine.report import HISTORY, read_history
 from evaluation import refinement_gain
 from evaluation.delta_m import delta_m
 from utils.cli import HelpFormatter
+from utils.progress import progress_bar
 from utils.config import load_config
 from utils.errors import ConfigError, DataError, DiffusionMTLError
 from utils.tasks import headline_metric
@@ -91,13 +98,25 @@ def read_metrics(run_dir):
         return json.load(handle)
 
 
-def train_run(args, db_root, variant, seed):
-    """Train (or finish) one run with main.py's engine. -> (metrics, seconds, trained)"""
+def read_run(run_dir, recorded, iters):
+    """A finished run: (metrics, history) from its run folder, else from the entry an earlier
+    invocation recorded in ablation.json (so a committed ablation.json resumes without the
+    run folders); None when the run has not reached `iters`."""
+    metrics = read_metrics(run_dir)
+    if metrics is not None and metrics.get("iteration") == iters:
+        return metrics, read_history(os.path.join(run_dir, HISTORY))
+    if recorded and (recorded.get("metrics") or {}).get("iteration") == iters:
+        return recorded["metrics"], recorded.get("history", [])
+    return None
+
+
+def train_run(args, db_root, variant, seed, recorded=None):
+    """Train (or finish) one run with main.py's engine. -> (metrics, history, seconds, trained)"""
     name = f"{variant}_s{seed}"
     run_dir = os.path.join(args.out, "runs", name)
-    metrics = read_metrics(run_dir)
-    if metrics is not None and metrics.get("iteration") == args.iters:
-        return metrics, None, False
+    finished = read_run(run_dir, recorded, args.iters)
+    if finished is not None:
+        return (*finished, None, False)
     opts = [f"output_dir={os.path.join(args.out, 'runs')}", f"version_name={name}", f"seed={seed}",
             f"max_iter={args.iters}", f"db_root={db_root}", *args.opts, *VARIANTS[variant]]
     started = time.time()
@@ -107,7 +126,7 @@ def train_run(args, db_root, variant, seed):
     if status != 0 or metrics is None or metrics.get("iteration") != args.iters:
         raise RunFailed(f"run {name} stopped with exit status {status} before iteration {args.iters} "
                         f"(see {os.path.join(run_dir, 'log.txt')}); run the same command to resume it", status)
-    return metrics, seconds, True
+    return metrics, read_history(os.path.join(run_dir, HISTORY)), seconds, True
 
 
 class RunFailed(Exception):
@@ -244,6 +263,80 @@ def figure(rows, columns, path):
     plt.close(fig)
 
 
+def gain_curves(runs, columns):
+    """{variant: {task.metric: [(iteration, mean, std, n_seeds)]}}: the refinement gain at
+    every evaluation of the runs' histories, over the seeds evaluated at that iteration.
+    The MTL baseline has no refinement stage (its gain is 0 by construction): left out."""
+    curves = {}
+    for variant, by_seed in runs.items():
+        if variant == REFERENCE:
+            continue
+        per_key = {f"{t}.{m}": {} for t, m, _ in columns}
+        for run in by_seed.values():
+            for line in run.get("history") or []:
+                gain = refinement_gain(line)
+                for task, metric, _ in columns:
+                    if task in gain and metric in gain[task]:
+                        per_key[f"{task}.{metric}"].setdefault(line["iteration"], []).append(gain[task][metric])
+        curves[variant] = {key: [(it, *mean_std(values), len(values)) for it, values in sorted(points.items())]
+                           for key, points in per_key.items()}
+    return curves
+
+
+def gain_markdown(curves, columns):
+    """The refinement gain at every evaluation, mean ± std over seeds, one table per variant."""
+    lines = []
+    for variant, per_key in curves.items():
+        iterations = sorted({point[0] for points in per_key.values() for point in points})
+        if not iterations:
+            continue
+        lines += ["", f"Refinement gain of {variant} over training (final - preliminary, + = better), "
+                  "mean ± std over seeds:", "",
+                  "| iteration | " + " | ".join(f"{t} {m}" for t, m, _ in columns) + " |",
+                  "|---" * (len(columns) + 1) + "|"]
+        for iteration in iterations:
+            cells = []
+            for task, metric, _ in columns:
+                point = next((p for p in per_key[f"{task}.{metric}"] if p[0] == iteration), None)
+                cells.append("n/a" if point is None else _cell(point[1:3], signed=True))
+            lines.append(f"| {iteration} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def gain_figure(curves, columns, path, title):
+    """One panel per task: the refinement gain against the iteration, a line per variant
+    (mean over seeds) with a band of ± one std."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.4 * len(columns), 3.4), squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    for ax, (task, metric, lower) in zip(axes[0], columns):
+        for index, (variant, per_key) in enumerate(curves.items()):
+            points = [p for p in per_key[f"{task}.{metric}"] if p[0] > 0]
+            if not points:
+                continue
+            x = np.array([p[0] for p in points], dtype=float)
+            mean = np.array([p[1] for p in points])
+            std = np.nan_to_num(np.array([p[2] for p in points]))
+            colour = colours[(index + 1) % len(colours)]  # the bar figure's colours, baseline (0) left out
+            ax.plot(x, mean, marker=".", color=colour, label=variant)
+            ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+        ax.axhline(0.0, color="k", linewidth=0.8)
+        ax.set_title(f"{task} {metric} ({'points, lower' if lower else 'points, higher'} is better)", fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("refinement gain", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _plain(value):
     """NaN (no value, or no spread over one seed) -> null: ablation.json stays strict JSON."""
     if isinstance(value, dict):
@@ -261,21 +354,34 @@ def write_json(path, payload):
     os.replace(tmp, path)
 
 
+def settings(args, size):
+    """What makes two invocations the same ablation (their runs are interchangeable)."""
+    return {"config": args.config_exp, "iters": args.iters, "train": args.train, "val": args.val,
+            "size": list(size), "data_seed": args.data_seed, "opts": list(args.opts)}
+
+
 def write_outputs(args, cfg, runs, size):
-    """ablation.json (every run), ablation.md (the tables), ablation.png (the figure)."""
+    """ablation.json (every run with its evaluation history), ablation.md (the tables),
+    ablation.png (the final bars) and ablation_gain.png (the refinement gain over training)."""
     columns = headline_columns(cfg.val_db_name, cfg.TASKS.NAMES)
     rows = summarise(runs, columns, cfg.val_db_name)
     checks = ordering(rows)
+    seeds = sorted({s for r in runs.values() for s in r})
     write_json(os.path.join(args.out, "ablation.json"), {
-        "config": args.config_exp, "iters": args.iters, "train": args.train, "val": args.val, "size": list(size),
-        "opts": args.opts, "runs": {f"{v}_s{s}": {"variant": v, "seed": s, **r} for v, seeds in runs.items()
-                                    for s, r in seeds.items()},
+        **settings(args, size),
+        "runs": {f"{v}_s{s}": {"variant": v, "seed": s, **r} for v, by_seed in runs.items() for s, r in by_seed.items()},
         "rows": rows, "ordering": [dict(zip(("ablation", "gap", "needed", "holds"), c)) for c in checks]})
-    header = (f"# Ablation: {args.config_exp}, {args.iters} iterations, seeds {', '.join(map(str, range(args.seeds)))}, "
-              f"{args.train} train / {args.val} val generated images at {size[0]}x{size[1]}, ssl_type {cfg.ssl_type}")
+    opts = f", --opts {' '.join(args.opts)}" if args.opts else ""
+    header = (f"# Ablation: {args.config_exp}, {args.iters} iterations, seeds {', '.join(map(str, seeds))}, "
+              f"{args.train} train / {args.val} val generated images at {size[0]}x{size[1]}, ssl_type {cfg.ssl_type}"
+              f"{opts}")
+    curves = gain_curves(runs, columns)
     with open(os.path.join(args.out, "ablation.md"), "w", encoding="utf-8") as handle:
-        handle.write(markdown(rows, columns, header, checks))
+        handle.write(markdown(rows, columns, header, checks) + gain_markdown(curves, columns))
     figure(rows, columns, os.path.join(args.out, "ablation.png"))
+    gain_figure(curves, columns, os.path.join(args.out, "ablation_gain.png"),
+                f"{args.config_exp}, {args.iters} iterations, seeds {', '.join(map(str, seeds))}: "
+                "refinement gain (final - preliminary, + = the refinement stage helped)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,28 +422,31 @@ def main(argv=None):
         return 2
     previous = {}
     json_path = os.path.join(args.out, "ablation.json")
-    if os.path.isfile(json_path):  # wall times of runs finished by an earlier invocation
+    if os.path.isfile(json_path):  # runs finished by an earlier invocation (their numbers, history, wall time)
         with open(json_path, encoding="utf-8") as handle:
-            previous = json.load(handle).get("runs", {})
+            recorded = json.load(handle)
+        if all(recorded.get(k) == v for k, v in settings(args, size).items()):
+            previous = recorded.get("runs", {})
     # seed by seed: an ablation stopped early still has every variant at the seeds it finished
     jobs = [(variant, seed) for seed in range(args.seeds) for variant in args.variants]
     runs = {variant: {} for variant in args.variants}
-    overall = tqdm(jobs, desc="ablation", unit="run", dynamic_ncols=True)
+    overall = progress_bar(jobs, desc="ablation", unit="run", dynamic_ncols=True)
     for variant, seed in overall:
         overall.set_postfix_str(f"{variant} seed {seed}")
+        recorded = previous.get(f"{variant}_s{seed}")
         try:
-            metrics, seconds, trained = train_run(args, db_root, variant, seed)
+            metrics, history, seconds, trained = train_run(args, db_root, variant, seed, recorded)
         except RunFailed as err:
             print(f"error: {err}", file=sys.stderr)
             return err.status
         if not trained:
-            seconds = previous.get(f"{variant}_s{seed}", {}).get("seconds")
-        runs[variant][seed] = {"metrics": metrics, "seconds": seconds}
+            seconds = (recorded or {}).get("seconds")
+        runs[variant][seed] = {"metrics": metrics, "seconds": seconds, "history": history}
         state = "trained in " + (f"{seconds / 60:.1f} min" if trained else "an earlier invocation")
         tqdm.write(f"{variant} seed {seed}: {state}", file=sys.stderr)
         write_outputs(args, cfg, {v: r for v, r in runs.items() if r}, size)
     overall.close()
-    print(f"wrote {os.path.join(args.out, 'ablation.md')}, ablation.json and ablation.png")
+    print(f"wrote {os.path.join(args.out, 'ablation.md')}, ablation.json, ablation.png and ablation_gain.png")
     return 0
 
 

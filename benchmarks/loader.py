@@ -41,6 +41,7 @@ from utils.cli import HelpFormatter
 from utils.config import load_config
 from utils.errors import DiffusionMTLError
 from utils.tasks import DATASET_TASKS
+from utils.threads import restored_threads
 
 
 def _ms(seconds):
@@ -151,9 +152,18 @@ def main(argv=None):
     parser.add_argument("--passes", type=int, default=3, help="passes over the samples for the stage medians")
     parser.add_argument("--opts", nargs="*", default=[], help="config overrides key=value")
     args = parser.parse_args(argv)
-    threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)  # one core: no intra-op threads, no OpenCV pool
-    cv2.setNumThreads(0)
+    with restored_threads():
+        torch.set_num_threads(1)  # one core: no intra-op threads, no OpenCV pool
+        cv2.setNumThreads(0)
+        results = _measure(args)
+    if results is None:
+        return 2
+    print(json.dumps(results))
+    return 0
+
+
+def _measure(args):
+    """The stage medians, or None after printing a configuration error."""
     try:
         with tempfile.TemporaryDirectory(prefix="loader_bench_") as folder:
             opts = [f"db_root={folder}", f"output_dir={os.path.join(folder, 'work_dirs')}",
@@ -170,12 +180,8 @@ def main(argv=None):
             results = run(cfg, args.samples, args.workers, args.passes, os.path.join(folder, "label_cache"))
     except DiffusionMTLError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        torch.set_num_threads(threads[0])
-        cv2.setNumThreads(threads[1])
-    print(json.dumps(results))
-    return 0
+        return None
+    return results
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from models import build_model
 from utils.cli import HelpFormatter
 from utils.config import load_config
 from utils.errors import DiffusionMTLError
-from utils.threads import set_num_threads
+from utils.threads import restored_threads, set_num_threads
 
 
 def phase(text):
@@ -157,6 +157,12 @@ def run(cfg, batch_size, size, device, iters, warmup, matmul_size):
 
 
 def main(argv=None):
+    """Exit status 0 / 2; called as a function it gives the caller's thread counts back."""
+    with restored_threads():
+        return _main(argv)
+
+
+def _main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config_exp", "--config", dest="config", required=True, help="YAML experiment config")
     parser.add_argument("--batch", type=int, default=4, help="images per step")
@@ -188,10 +194,11 @@ def main(argv=None):
     # cores less room for its loader workers), so the figures are those of a training run.
     threads, reason = set_num_threads(cfg.num_threads, loader_workers(cfg.nworkers)[0])
     phase(f"{threads} CPU thread(s) ({reason})")
-    torch.manual_seed(0)
     matmul_size = args.matmul_size or (8192 if args.device == "cuda" else 2048)
-    line = run(cfg, args.batch, args.size, torch.device(args.device), args.iters, max(args.warmup, 1),
-               matmul_size)
+    with torch.random.fork_rng(devices=[]):  # seeded weights and inputs; the caller's generator untouched
+        torch.manual_seed(0)
+        line = run(cfg, args.batch, args.size, torch.device(args.device), args.iters, max(args.warmup, 1),
+                   matmul_size)
     print(json.dumps(line))
     return 0
 

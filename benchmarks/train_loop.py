@@ -34,7 +34,7 @@ from models import build_model
 from utils.cli import HelpFormatter
 from utils.config import load_config
 from utils.errors import DiffusionMTLError
-from utils.threads import set_num_threads
+from utils.threads import restored_threads, set_num_threads
 
 
 def run(cfg, device, iters, warmup, matmul_size):
@@ -80,6 +80,12 @@ def run(cfg, device, iters, warmup, matmul_size):
 
 
 def main(argv=None):
+    """Exit status 0 / 2; called as a function it gives the caller's thread counts back."""
+    with restored_threads():
+        return _main(argv)
+
+
+def _main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config_exp", "--config", dest="config", required=True, help="YAML experiment config")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"],

@@ -9,7 +9,6 @@ import os
 import sys
 
 import torch
-from tqdm import tqdm
 
 from data.datasets import build_dataset
 from data.loaders import make_val_loader
@@ -23,6 +22,7 @@ from evaluation.visualization import colorize, dataset_style, write_prediction
 from models import build_model
 from utils import distributed
 from utils.errors import CheckpointError
+from utils.progress import progress_bar
 
 
 def show_progress():
@@ -40,7 +40,7 @@ def evaluate(cfg, model, loader, evaluator, device, prediction_dir=None, tb_imag
     model.eval()
     evaluator.reset()
     layout, style = memory_format(cfg), dataset_style(cfg)
-    for batch in tqdm(loader, desc="eval", disable=not show_progress(), leave=False, dynamic_ncols=True):
+    for batch in progress_bar(loader, show_progress(), desc="eval", leave=False, dynamic_ncols=True):
         batch = to_device(batch, device)
         with autocast(cfg, device):
             outputs = model(batch["image"].contiguous(memory_format=layout))
@@ -79,9 +79,14 @@ def drawn_images(final, meta, count, style):
 
 def write_json(path, payload):
     """Atomic JSON write (a reader never sees half a file)."""
+    write_text(path, json.dumps(payload, indent=2))
+
+
+def write_text(path, text):
+    """Atomic text write: a temporary file in the same folder, then renamed over `path`."""
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
+        handle.write(text)
     os.replace(tmp, path)
 
 

@@ -6,11 +6,10 @@ import shlex
 import sys
 import time
 
-from tqdm import tqdm
-
-from engine.evaluation import show_progress, write_json
+from engine.evaluation import show_progress, write_json, write_text
 from evaluation import format_table, refinement_gain
 from utils import distributed
+from utils.progress import progress_bar
 
 
 def _scalars(metrics, prefix):
@@ -54,8 +53,8 @@ class Reporter:
         if distributed.is_main_process():
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(os.path.join(cfg.run_dir, "tb"))
-        self.bar = tqdm(total=total_iters, initial=start_iter, desc="train", dynamic_ncols=True,
-                        disable=not show_progress())
+        self.bar = progress_bar(shown=show_progress(), total=total_iters, initial=start_iter, desc="train",
+                                dynamic_ncols=True)
         self.started = time.time()
 
     def start_clock(self):
@@ -91,7 +90,10 @@ class Reporter:
     def evaluation(self, iteration, metrics, tb_images=(), untrained=False):
         what = "iteration 0 (untrained)" if untrained else f"iteration {iteration}"
         self.logger.info(f"evaluation at {what}:\n{format_table(metrics)}")
-        if untrained or self.writer is None:
+        if self.writer is None:  # not rank 0
+            return
+        append_history(os.path.join(self.cfg.run_dir, HISTORY), iteration, metrics)
+        if untrained:
             return
         for tag, value in _scalars({k: v for k, v in metrics.items() if k != "prelim"}, "val"):
             self.writer.add_scalar(tag, value, iteration)
@@ -137,6 +139,29 @@ class Reporter:
                   f"  your images: {python} inference.py --ckp_path {model} --image_path IMAGES "
                   f"--save_dir {os.path.join(run_dir, 'predictions')}"]
         self.logger.info("\n".join(lines))
+
+
+HISTORY = "metrics.jsonl"  # one line per evaluation: {"iteration": N, <final metrics>, "prelim": {...}}
+
+
+def append_history(path, iteration, metrics):
+    """Record one evaluation in the run's history (metrics.jsonl).
+
+    Lines of this iteration or later are dropped first: a run resumed from an earlier
+    checkpoint evaluates those iterations again, and the history keeps one line per
+    iteration, in order. Rewritten atomically (a reader never sees half a file).
+    """
+    kept = [line for line in read_history(path) if line["iteration"] < iteration]
+    kept.append({"iteration": iteration, **metrics})
+    write_text(path, "".join(json.dumps(line) + "\n" for line in kept))
+
+
+def read_history(path):
+    """The evaluations of a run folder's metrics.jsonl, oldest first ([] when there is none)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 def _duration(seconds):

@@ -19,6 +19,10 @@
   times), and a change is reported as an error naming the files. Tests that need another
   count, size or seed (the generator's own tests, size-specific transform checks) call
   `data.synthetic.generate` themselves.
+- `process_state_guard` (autouse): no test leaves process-wide state changed for the tests
+  after it (thread counts, environment, signal handlers, working directory, dtype and
+  deterministic flags, logger handlers, threads and child processes: tests/process_state.py);
+  the global random generators are seeded before each test and restored after it.
 """
 import dataclasses
 import os
@@ -28,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from data.synthetic import generate
+from tests import process_state
 from utils.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +85,18 @@ def _session_dataset(layout, tmp_path_factory):
     if changed:
         pytest.fail(f"a test wrote into the shared {layout} dataset ({', '.join(changed[:5])}); "
                     f"give it dataset.copy_to(tmp_path)")
+
+
+@pytest.fixture(autouse=True)
+def process_state_guard(request):
+    """Fails the test that changed process-wide state (at its teardown), naming what changed."""
+    before = process_state.snapshot()
+    with process_state.seeded_rng():
+        yield
+    leaked = process_state.changes(before)
+    if leaked:
+        process_state.restore(before)
+        pytest.fail(f"{request.node.nodeid} left process-wide state changed: " + "; ".join(leaked), pytrace=False)
 
 
 @pytest.fixture(scope="session")

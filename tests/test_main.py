@@ -120,8 +120,8 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(db_root, tiny_opts, tmp
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
     last = killed / "demo" / "last.pth"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
+    deadline = time.monotonic() + 300  # bounds a hang (load 8); the loop polls
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -40,3 +40,11 @@ def log_to_file(logger, message):
     """Record `message` in log.txt only (it has been shown on stderr already): a log read
     later says why the run stopped."""
     logger.info(message, extra={FILE_ONLY: True})
+
+
+def close_logger(logger):
+    """Close and remove the logger's handlers (log.txt, the console stream): a run called as a
+    function leaves no open file and no handler writing to a stream that may be closed later."""
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)

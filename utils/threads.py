@@ -1,7 +1,9 @@
 """CPU threads per process: sized to the cores this process may use, shared with the
 other local processes and the data-loader workers (main.py and the benchmarks alike)."""
+import contextlib
 import os
 
+import cv2
 import torch
 
 THREADS_ENV = "DIFFUSIONMTL_NUM_THREADS"
@@ -42,3 +44,18 @@ def set_num_threads(configured=None, loader_workers=0):
     threads, reason = choose_num_threads(configured, loader_workers)
     torch.set_num_threads(threads)
     return threads, reason
+
+
+@contextlib.contextmanager
+def restored_threads():
+    """Give torch's and OpenCV's thread counts back on exit.
+
+    An entry point (main.py, the benchmarks) sizes the threads of its process; called as a
+    function (benchmarks.ablation, the tests) it must leave the caller's counts as it found them.
+    """
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        cv2.setNumThreads(saved[1])

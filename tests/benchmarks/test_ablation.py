@@ -2,8 +2,10 @@
 import json
 import math
 import os
+import shutil
 
 import pytest
+from PIL import Image
 
 from benchmarks import ablation
 
@@ -53,7 +55,26 @@ def test_one_seed_has_no_spread_and_proves_no_ordering():
     assert "| feature | 30.00 | 20.00 | +" in table and "| feature | n/a | n/a | n/a |" in table
 
 
-TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "eval_at_start=false", "backbone_kwargs.depth=1",
+def test_gain_curves_average_the_seeds_at_each_iteration():
+    # feature: seed 0 gains semseg +2 then +4, seed 1 +4 then +8; normals (lower is better)
+    # final 30 vs prelim 32 -> +2 in both. The baseline has no refinement stage: no curve.
+    def line(iteration, semseg, prelim_semseg):
+        return {"iteration": iteration, "semseg": {"mIoU": semseg}, "normals": {"mErr": 30.0},
+                "prelim": {"semseg": {"mIoU": prelim_semseg}, "normals": {"mErr": 32.0}}}
+    runs = {"baseline": {0: {"history": [line(100, 10.0, 10.0)]}},
+            "feature": {0: {"history": [line(100, 12.0, 10.0), line(200, 14.0, 10.0)]},
+                        1: {"history": [line(100, 14.0, 10.0), line(200, 18.0, 10.0)]}}}
+    curves = ablation.gain_curves(runs, COLUMNS)
+    assert list(curves) == ["feature"]
+    (it1, mean1, std1, n1), (it2, mean2, std2, n2) = curves["feature"]["semseg.mIoU"]
+    assert (it1, n1, it2, n2) == (100, 2, 200, 2)
+    assert (mean1, std1, mean2, std2) == pytest.approx((3.0, math.sqrt(2.0), 6.0, math.sqrt(8.0)))
+    assert [p[1] for p in curves["feature"]["normals.mErr"]] == pytest.approx([2.0, 2.0])
+    table = ablation.gain_markdown(curves, COLUMNS)
+    assert "| 100 | +3.00 ± 1.41 | +2.00 ± 0.00 |" in table and "| 200 | +6.00 ± 2.83 |" in table
+
+
+TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "eval_at_start=false", "val_interval=1", "backbone_kwargs.depth=1",
         "backbone_kwargs.num_taps=1", "model_kwargs.embed_dim=16", "eval_kwargs.edge_thresholds_train=3",
         "eval_kwargs.edge_workers=1", "log_interval=1"]
 
@@ -65,13 +86,20 @@ def test_end_to_end_two_variants_and_a_rerun_trains_nothing(tmp_path, monkeypatc
             "--opts", *TINY]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert ablation.main(argv) == 0
-    assert sorted(os.listdir(out)) == ["ablation.json", "ablation.md", "ablation.png", "data", "runs"]
+    assert sorted(os.listdir(out)) == ["ablation.json", "ablation.md", "ablation.png", "ablation_gain.png", "data",
+                                       "runs"]
     result = json.load(open(os.path.join(out, "ablation.json")))
     assert sorted(result["runs"]) == ["baseline_s0", "feature_s0"]
     for name, entry in result["runs"].items():
         assert entry["metrics"]["iteration"] == 2 and entry["seconds"] > 0
         assert 0 <= entry["metrics"]["edge"]["odsF"] <= 100
         assert os.path.isfile(os.path.join(out, "runs", name, "last.pth"))
+        # every evaluation kept (val_interval 1): the run's metrics.jsonl, copied
+        history = [json.loads(line) for line in open(os.path.join(out, "runs", name, "metrics.jsonl"))]
+        assert [line["iteration"] for line in history] == [1, 2] and entry["history"] == history
+        assert history[-1]["semseg"] == entry["metrics"]["semseg"] and "prelim" in history[0]
+    gain = Image.open(os.path.join(out, "ablation_gain.png"))
+    assert gain.width > 1000 and gain.height > 300  # five task panels side by side
     # the baseline has no refinement stage: its final and preliminary scores are the same
     baseline = result["runs"]["baseline_s0"]["metrics"]
     assert {t: baseline["prelim"][t] for t in ("semseg", "edge")} == {t: baseline[t] for t in ("semseg", "edge")}
@@ -86,6 +114,12 @@ def test_end_to_end_two_variants_and_a_rerun_trains_nothing(tmp_path, monkeypatc
     assert ablation.main(argv) == 0  # both rows finished: nothing is trained again
     again = json.load(open(os.path.join(out, "ablation.json")))
     assert again["runs"]["feature_s0"]["seconds"] == result["runs"]["feature_s0"]["seconds"]
+
+    # ablation.json alone resumes (the run folders of another machine or session are not needed)
+    shutil.rmtree(os.path.join(out, "runs"))
+    assert ablation.main(argv) == 0
+    assert json.load(open(os.path.join(out, "ablation.json")))["runs"] == again["runs"]
+    assert "Refinement gain of feature over training" in open(os.path.join(out, "ablation.md")).read()
 
     # the dataset is made once: other generation arguments for the same folder are refused
     assert ablation.main([*argv[:argv.index("--train")], "--train", "5", *argv[argv.index("--train") + 2:]]) == 2

@@ -182,7 +182,7 @@ def test_summary_cli_for_json_and_official_pth(tmp_path):
         files.append(str(OFFICIAL / "nyud_onelabel.pth"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-m", "data.partial_labels", "--summary", *files], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=120)
+                            env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summaries = [json.loads(line) for line in result.stdout.splitlines()]
     assert summaries[0]["num_images"] == 12 and summaries[0]["tasks"] == PASCAL_TASKS

@@ -11,7 +11,7 @@ from engine.run_lock import RunFolderBusy, RunLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOLD = ("import sys, time; sys.path.insert(0, sys.argv[2]); from engine.run_lock import RunLock; "
-        "lock = RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)")
+        "lock = RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)")
 
 
 def holder(run_dir):
@@ -48,7 +48,7 @@ def test_released_at_exit_and_free_for_the_next_run_without_a_notice(tmp_path):
     with RunLock(str(tmp_path / "run"), notify=notices.append) as lock:
         path = lock.path
     assert open(path, encoding="utf-8").read() == ""  # emptied, not deleted (see the module docstring)
-    proc = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(60)", "pass"), str(tmp_path / "run"),
+    proc = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(600)", "pass"), str(tmp_path / "run"),
                            ROOT], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "held", proc.stderr
     # the holder exited without releasing: the lock is free again, its file names the dead process
