@@ -35,7 +35,6 @@ import sys
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 import main as trainer
 from data.metadata import LAYOUT_OF
@@ -44,7 +43,6 @@ from engine.report import HISTORY, read_history
 from evaluation import refinement_gain
 from evaluation.delta_m import delta_m
 from utils.cli import HelpFormatter
-from utils.progress import progress_bar
 from utils.config import load_config
 from utils.errors import ConfigError, DataError, DiffusionMTLError
 from utils.tasks import headline_metric
@@ -360,6 +358,26 @@ def settings(args, size):
             "size": list(size), "data_seed": args.data_seed, "opts": list(args.opts)}
 
 
+def recorded_runs(json_path, expected):
+    """{name: entry} of the runs an ablation.json with the settings `expected` records ({} otherwise)."""
+    if not os.path.isfile(json_path):
+        return {}
+    with open(json_path, encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    if any(recorded.get(k) != v for k, v in expected.items()):
+        return {}
+    return recorded.get("runs", {})
+
+
+def merge_runs(recorded, runs):
+    """`runs` ({variant: {seed: run}}) plus the recorded runs it does not have, in VARIANTS order."""
+    merged = {variant: dict(by_seed) for variant, by_seed in runs.items() if by_seed}
+    for entry in recorded.values():
+        merged.setdefault(entry["variant"], {}).setdefault(entry["seed"], {
+            k: entry.get(k) for k in ("metrics", "seconds", "history")})
+    return {variant: dict(sorted(merged[variant].items())) for variant in VARIANTS if variant in merged}
+
+
 def write_outputs(args, cfg, runs, size):
     """ablation.json (every run with its evaluation history), ablation.md (the tables),
     ablation.png (the final bars) and ablation_gain.png (the refinement gain over training)."""
@@ -420,32 +438,36 @@ def main(argv=None):
     except DiffusionMTLError as err:
         print(f"error: {trainer.one_line(err)}", file=sys.stderr)
         return 2
-    previous = {}
     json_path = os.path.join(args.out, "ablation.json")
-    if os.path.isfile(json_path):  # runs finished by an earlier invocation (their numbers, history, wall time)
-        with open(json_path, encoding="utf-8") as handle:
-            recorded = json.load(handle)
-        if all(recorded.get(k) == v for k, v in settings(args, size).items()):
-            previous = recorded.get("runs", {})
+    previous = recorded_runs(json_path, settings(args, size))  # finished by an earlier invocation
     # seed by seed: an ablation stopped early still has every variant at the seeds it finished
     jobs = [(variant, seed) for seed in range(args.seeds) for variant in args.variants]
     runs = {variant: {} for variant in args.variants}
-    overall = progress_bar(jobs, desc="ablation", unit="run", dynamic_ncols=True)
-    for variant, seed in overall:
-        overall.set_postfix_str(f"{variant} seed {seed}")
+    started, trained_seconds, trained_count = time.time(), 0.0, 0
+    for number, (variant, seed) in enumerate(jobs, 1):
+        # One line per run (no progress bar: the runs' own log lines would break it up).
+        left = ""
+        if trained_count:
+            left = f", about {(len(jobs) - number + 1) * trained_seconds / trained_count / 60:.0f} min left"
+        print(f"ablation: run {number}/{len(jobs)}: {variant} seed {seed} "
+              f"({(time.time() - started) / 60:.1f} min so far{left})", file=sys.stderr, flush=True)
         recorded = previous.get(f"{variant}_s{seed}")
         try:
             metrics, history, seconds, trained = train_run(args, db_root, variant, seed, recorded)
         except RunFailed as err:
             print(f"error: {err}", file=sys.stderr)
             return err.status
-        if not trained:
+        if trained:
+            trained_seconds, trained_count = trained_seconds + seconds, trained_count + 1
+        else:
             seconds = (recorded or {}).get("seconds")
         runs[variant][seed] = {"metrics": metrics, "seconds": seconds, "history": history}
         state = "trained in " + (f"{seconds / 60:.1f} min" if trained else "an earlier invocation")
-        tqdm.write(f"{variant} seed {seed}: {state}", file=sys.stderr)
-        write_outputs(args, cfg, {v: r for v, r in runs.items() if r}, size)
-    overall.close()
+        print(f"ablation: {variant} seed {seed} {state}", file=sys.stderr, flush=True)
+        # Runs that another invocation with the same settings finished (another --variants
+        # list, in parallel) are kept: ablation.json gathers the whole ablation.
+        others = recorded_runs(json_path, settings(args, size))
+        write_outputs(args, cfg, merge_runs(others, runs), size)
     print(f"wrote {os.path.join(args.out, 'ablation.md')}, ablation.json, ablation.png and ablation_gain.png")
     return 0
 

@@ -74,6 +74,21 @@ def test_gain_curves_average_the_seeds_at_each_iteration():
     assert "| 100 | +3.00 ± 1.41 | +2.00 ± 0.00 |" in table and "| 200 | +6.00 ± 2.83 |" in table
 
 
+def test_runs_of_another_invocation_with_the_same_settings_are_kept(tmp_path):
+    expected = {"config": "configs/demo.yml", "iters": 3000, "opts": ["num_threads=1"]}
+    recorded = {"baseline_s1": {"variant": "baseline", "seed": 1, **run(10.0, 40.0)},
+                "feature_s0": {"variant": "feature", "seed": 0, **run(1.0, 1.0)}}
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps({**expected, "runs": recorded}))
+    assert ablation.recorded_runs(str(path), expected) == recorded
+    assert ablation.recorded_runs(str(path), {**expected, "iters": 2000}) == {}  # another budget: not the same runs
+    mine = {"feature": {0: run(30.0, 20.0)}, "prediction": {}}
+    merged = ablation.merge_runs(recorded, mine)
+    assert list(merged) == ["baseline", "feature"]  # VARIANTS order, empty rows left out
+    assert merged["feature"][0]["metrics"]["semseg"]["mIoU"] == 30.0  # this invocation's run wins
+    assert merged["baseline"][1]["metrics"]["normals"]["mErr"] == 40.0
+
+
 TINY = ["trBatch=2", "valBatch=2", "nworkers=0", "eval_at_start=false", "val_interval=1", "backbone_kwargs.depth=1",
         "backbone_kwargs.num_taps=1", "model_kwargs.embed_dim=16", "eval_kwargs.edge_thresholds_train=3",
         "eval_kwargs.edge_workers=1", "log_interval=1"]
