@@ -116,7 +116,9 @@ def train_run(args, db_root, variant, seed, recorded=None):
     if finished is not None:
         return (*finished, None, False)
     opts = [f"output_dir={os.path.join(args.out, 'runs')}", f"version_name={name}", f"seed={seed}",
-            f"max_iter={args.iters}", f"db_root={db_root}", *args.opts, *VARIANTS[variant]]
+            f"max_iter={args.iters}", f"db_root={db_root}",
+            "partial_labels_file=",  # generated image ids: a seeded split, never a paper config's official one
+            *args.opts, *VARIANTS[variant]]
     started = time.time()
     status = trainer.main(["--config_exp", args.config_exp, "--run_mode", "train", "--opts", *opts])
     seconds = time.time() - started

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.datasets import DATASETS, TRAIN_TRANSFORMS, build_dataset
-from data.loaders import worker_init
+from data.loaders import shutdown_workers, worker_init
 from data.metadata import LAYOUT_OF, LAYOUTS
 from data.synthetic import generate
 from data.transforms import TrainTransform, pad_and_tensorize
@@ -62,14 +62,17 @@ def loader_samples_per_second(cfg, workers, n, warmup_batches=None):
         raise ValueError(f"{len(dataset)} training samples make no batch of {batch}")
     needed = warmup + max(1, -(-n // batch))
     delivered, start = 0, None
-    while delivered < needed:  # as many passes as `n` needs; the workers persist
-        for _ in loader:
-            delivered += 1
-            if delivered == warmup:
-                start = time.perf_counter()
-            if delivered == needed:
-                break
-    return (needed - warmup) * batch / (time.perf_counter() - start)
+    try:
+        while delivered < needed:  # as many passes as `n` needs; the workers persist
+            for _ in loader:
+                delivered += 1
+                if delivered == warmup:
+                    start = time.perf_counter()
+                if delivered == needed:
+                    break
+        return (needed - warmup) * batch / (time.perf_counter() - start)
+    finally:
+        shutdown_workers(loader)
 
 
 def _one_label_tasks(tasks, index):

@@ -52,18 +52,21 @@ def run(cfg, device, iters, warmup, matmul_size):
         return waited
 
     phase(f"counting FLOPs, then {warmup - 1} warm-up and {iters} timed iterations ...")
-    first = next(stream)  # FLOPs of one real batch, with attention on the countable math path
-    flops = counted_flops(lambda: step(to_device(first, device), first["task_mask"], 0))
-    for iteration in range(1, warmup):
-        one_step(iteration)
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    started, waited = time.perf_counter(), 0.0
-    for iteration in range(warmup, warmup + iters):
-        waited += one_step(iteration)
-    synchronize(device)
-    seconds = time.perf_counter() - started
+    try:
+        first = next(stream)  # FLOPs of one real batch, with attention on the countable math path
+        flops = counted_flops(lambda: step(to_device(first, device), first["task_mask"], 0))
+        for iteration in range(1, warmup):
+            one_step(iteration)
+        synchronize(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        started, waited = time.perf_counter(), 0.0
+        for iteration in range(warmup, warmup + iters):
+            waited += one_step(iteration)
+        synchronize(device)
+        seconds = time.perf_counter() - started
+    finally:
+        stream.close()  # the loader's worker processes end here
     step.raise_if_diverged(None)
 
     dtype = torch.bfloat16 if (device.type == "cuda" and cfg.amp) else torch.float32
@@ -104,7 +107,8 @@ def _main(argv):
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory(prefix="train_loop_") as folder:
         try:
-            opts = [f"db_root={folder}", f"output_dir={folder}", "backbone_kwargs.pretrained=null", *args.opts]
+            opts = [f"db_root={folder}", f"output_dir={folder}", "backbone_kwargs.pretrained=null",
+                    "partial_labels_file=", *args.opts]
             if args.workers is not None:
                 opts.append(f"nworkers={args.workers}")
             cfg = load_config(args.config, opts=opts)

@@ -24,6 +24,16 @@ def worker_init(_):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle (it saves first)
 
 
+def shutdown_workers(loader):
+    """End the persistent worker processes of `loader` now. DataLoader keeps the iterator
+    that owns them (`_iterator`) until the loader itself is collected; its shutdown is what
+    the iterator's own destructor calls."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    loader._iterator = None
+
+
 def make_train_loader(cfg, dataset, sampler, device):
     """The training DataLoader: persistent workers (no restart cost per epoch), pinned
     memory on GPU so batches copy asynchronously, and its own generator: starting an epoch
@@ -74,3 +84,10 @@ class TrainBatches:
 
     def __next__(self):
         return next(self._stream)
+
+    def close(self):
+        """Stop the loader's persistent worker processes now (rather than whenever the
+        garbage collector gets to them): a process that trains several runs, such as
+        benchmarks.ablation, would otherwise keep every run's workers alive."""
+        self._stream.close()
+        shutdown_workers(self.loader)
