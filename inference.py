@@ -14,8 +14,11 @@ gives it. The raw outputs are cropped to the image's window and resized back to 
 original size *before* argmax / activation. Outputs per image `<name>`:
 `<save_dir>/<task>/<name>.png` (see `evaluation.visualization.write_prediction`),
 `<save_dir>/depth_mm/<name>.png` (16-bit millimetres, depth only) and
-`<save_dir>/overview/<name>.png`. Unreadable images are reported and skipped (exit 1);
-a bad config or checkpoint is one line on stderr (exit 2).
+`<save_dir>/overview/<name>.png` (every tile fits 240 x 480 pixels, whatever the image's
+shape; the ground truth under the predictions for the dataset's validation images, or with
+`--with_targets` for any image named after one). Unreadable images are reported and
+skipped (exit 1); a bad config or checkpoint, or a torch / torchvision pair that does not
+match, is one line on stderr (exit 2).
 """
 import argparse
 import glob
@@ -23,26 +26,31 @@ import os
 import sys
 import time
 
-import cv2
-import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image, ImageOps
-from tqdm import tqdm
+from utils.install import checked_imports
 
-from data.transforms import content_windows, crop_to_content, pad_and_tensorize
-from evaluation.postprocess import activate
-from models import build_model
-from engine.checkpoint import load_checkpoint, load_model_state
-from utils.cli import HelpFormatter
-from utils.config import config_from_dict, load_config
-from utils.errors import CheckpointError, DiffusionMTLError, ImageReadError, UsageError
-from utils.progress import progress_bar
-from evaluation.visualization import dataset_style, make_overview, write_prediction
+with checked_imports():  # a torch / torchvision pair that does not match: one line (exit 2), not a traceback
+    import cv2
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image, ImageOps
+    from tqdm import tqdm
+
+    from data.datasets import build_dataset
+    from data.transforms import content_windows, crop_to_content, pad_and_tensorize
+    from engine.checkpoint import load_checkpoint, load_model_state
+    from evaluation.postprocess import activate
+    from evaluation.visualization import dataset_style, make_overview, write_prediction
+    from models import build_model
+    from utils.cli import HelpFormatter
+    from utils.config import config_from_dict, load_config
+    from utils.errors import CheckpointError, ConfigError, DataError, DiffusionMTLError, ImageReadError, UsageError
+    from utils.progress import progress_bar
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
-# Inference needs no dataset and no backbone initialisation (the checkpoint has every weight).
-INFERENCE_OPTS = ["db_root=.", "backbone_kwargs.pretrained="]
+# No backbone initialisation (the checkpoint has every weight); ground truth read for the
+# overview leaves no decoded-label cache behind.
+INFERENCE_OPTS = ["backbone_kwargs.pretrained=", "label_cache=false"]
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -144,13 +152,19 @@ def prepare(image, target):
 def load_setup(config_path, ckp_path, opts, device):
     """(config, model): the config from `config_path`, else the one stored in the checkpoint."""
     state = load_checkpoint(ckp_path)
-    opts = INFERENCE_OPTS + list(opts)
-    if config_path:
-        cfg = load_config(config_path, opts=opts)
-    elif state.get("config"):
-        cfg = config_from_dict(state["config"], f"the config stored in {ckp_path}", opts=opts)
-    else:
+    if not config_path and not state.get("config"):
         raise CheckpointError(f"{ckp_path} carries no config; pass the training config with --config_exp CFG")
+
+    def config(extra):
+        if config_path:
+            return load_config(config_path, opts=INFERENCE_OPTS + extra + list(opts))
+        return config_from_dict(state["config"], f"the config stored in {ckp_path}",
+                                opts=INFERENCE_OPTS + extra + list(opts))
+
+    try:  # the dataset root is kept when there is one: ground truth for the overview comes from there
+        cfg = config([])
+    except ConfigError:  # e.g. no dataset root, which only the ground truth needs
+        cfg = config(["db_root=."])
     return cfg, load_model(cfg, ckp_path, device, state)
 
 
@@ -178,18 +192,73 @@ def predict(model, cfg, images, device):
     return predictions
 
 
-def save_outputs(save_dir, name, image, predictions, style):
+# ----------------------------------------------------------------------------- ground truth
+
+class GroundTruth:
+    """The labels of the config's validation images, for the overview's ground-truth row.
+
+    An image counts as a validation image by its file name (the sample id) with
+    `--with_targets`, and without it when the file is the dataset's own image of that id
+    (so a prediction on the dataset shows its labels, and a photo that happens to share a
+    name does not). The dataset is the config's (`db_root`, `--opts db_root=DIR`).
+    """
+
+    def __init__(self, cfg, required):
+        self.required, self.loader, self.index = required, None, {}
+        self.root = cfg.val_db_dir
+        self.unmatched = []  # with --with_targets: images named after no validation sample
+        if not os.path.isdir(cfg.val_db_dir):
+            if required:
+                raise UsageError(f"--with_targets: the dataset folder {cfg.val_db_dir} is not there; pass --opts "
+                                 f"db_root=DIR, DIR holding '{os.path.basename(cfg.val_db_dir)}'")
+            return
+        try:
+            self.loader = build_dataset(cfg, "val").loader
+        except DataError as err:
+            if required:
+                raise UsageError(f"--with_targets: cannot read the validation split of {cfg.val_db_dir} ({err})") from None
+            return
+        self.index = {sample_id: i for i, sample_id in enumerate(self.loader.ids)}
+        self.tasks = cfg.TASKS.NAMES
+
+    def _is_dataset_image(self, path, index):
+        if not hasattr(self.loader, "files"):
+            return False
+        own = [p for p in self.loader.files(index, [])[0] if os.path.exists(p)]
+        return any(os.path.samefile(path, p) for p in own)
+
+    def get(self, path):
+        """task -> ground-truth map of the image at `path` (drawn like a prediction), or None."""
+        index = self.index.get(os.path.splitext(os.path.basename(path))[0])
+        if index is None and self.required:
+            self.unmatched.append(path)
+        if index is None or not (self.required or self._is_dataset_image(path, index)):
+            return None
+        try:
+            sample = self.loader.load(index)
+        except DataError as err:
+            tqdm.write(f"no ground truth for {path}: {err}", file=sys.stderr)
+            return None
+        return {task: np.moveaxis(sample[task], -1, 0) if task == "normals" else sample[task] for task in self.tasks}
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def save_outputs(save_dir, name, image, predictions, style, targets=None):
     """Write every task's PNG and the overview figure of one image (`style`: the dataset's
-    palettes and class names, `evaluation.visualization.dataset_style`)."""
+    palettes and class names, `evaluation.visualization.dataset_style`; `targets`: its
+    ground truth, drawn under the predictions)."""
     for task, prediction in predictions.items():
         write_prediction(save_dir, task, name, prediction, style=style)
     overview_dir = os.path.join(save_dir, "overview")
     os.makedirs(overview_dir, exist_ok=True)
-    Image.fromarray(make_overview(image, predictions, style=style)).save(os.path.join(overview_dir, f"{name}.png"))
+    overview = make_overview(image, predictions, style=style, targets=targets)
+    Image.fromarray(overview).save(os.path.join(overview_dir, f"{name}.png"))
 
 
-def run(model, cfg, paths, save_dir, device, batch_size=1, progress=True):
-    """Predict and save every path; unreadable images are reported and skipped.
+def run(model, cfg, paths, save_dir, device, batch_size=1, progress=True, ground_truth=None):
+    """Predict and save every path; unreadable images are reported and skipped. With
+    `ground_truth` (a GroundTruth) the overviews of validation images show their labels.
 
     Returns (number of images written, list of error messages).
     """
@@ -198,16 +267,17 @@ def run(model, cfg, paths, save_dir, device, batch_size=1, progress=True):
 
     def flush():
         nonlocal written
-        names, images = zip(*pending)
-        for name, image, predictions in zip(names, images, predict(model, cfg, images, device)):
-            save_outputs(save_dir, name, image, predictions, style)
+        names, sources, images = zip(*pending)
+        for name, source, image, predictions in zip(names, sources, images, predict(model, cfg, images, device)):
+            targets = ground_truth.get(source) if ground_truth is not None else None
+            save_outputs(save_dir, name, image, predictions, style, targets)
         written += len(pending)
         pending.clear()
 
     with progress_bar(shown=progress and sys.stderr.isatty(), total=len(paths), unit="img", file=sys.stderr) as bar:
         for path, name in zip(paths, output_names(paths)):
             try:
-                pending.append((name, read_image(path)))
+                pending.append((name, path, read_image(path)))
             except ImageReadError as err:
                 failures.append(str(err))
                 tqdm.write(f"skipped {err}", file=sys.stderr)
@@ -234,6 +304,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=1, help="images per forward pass")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. val_size=[512,512]")
+    parser.add_argument("--with_targets", action="store_true",
+                        help="show the ground truth under the predictions in the overview for images named after "
+                             "a validation sample of the config's dataset (db_root); without it, only for the "
+                             "dataset's own image files")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar (none is drawn into a "
                                                                      "redirected stderr anyway)")
     args = parser.parse_args(argv)
@@ -267,15 +341,19 @@ def main(argv=None):
         check_save_dir(args.save_dir)
         paths = find_images(args.image_path)
         cfg, model = load_setup(args.config_path, args.ckp_path, args.opts, torch.device(args.device))
+        ground_truth = GroundTruth(cfg, required=args.with_targets)
         check_save_dir(args.save_dir, create=True)
         start = time.perf_counter()
         written, failures = run(model, cfg, paths, args.save_dir, torch.device(args.device),
-                                args.batch_size, progress=not args.no_progress)
+                                args.batch_size, progress=not args.no_progress, ground_truth=ground_truth)
     except DiffusionMTLError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - start
     print(f"{written} images in {elapsed:.1f} s ({written / max(elapsed, 1e-9):.2f} images/s) -> {args.save_dir}")
+    if ground_truth.unmatched:
+        print(f"--with_targets: {len(ground_truth.unmatched)} of {written} images are named after no validation "
+              f"sample of {ground_truth.root} (e.g. {ground_truth.unmatched[0]}): no ground truth drawn for them")
     if failures:
         print(f"{len(failures)} of {len(paths)} images could not be read (reasons above)", file=sys.stderr)
         return 1

@@ -4,7 +4,8 @@
 
 Train step = main.py's (`engine.step.TrainStep`: forward, loss, backward, gradient
 clipping, fused optimizer step, no host synchronisation) on a one-label batch (sample i
-labels task i mod T). Inference runs every task for every sample. "prelim" is the
+labels task i mod T), after one step on a batch that labels every task (so that, as in
+a run under way, every layer has had a gradient: `keep_zero_grads` then steps them all). Inference runs every task for every sample. "prelim" is the
 backbone + preliminary decoders alone, so the refinement's cost shows as a ratio.
 FLOPs come from torch.utils.flop_counter during the warm-up iterations; the achieved
 rate is compared with a large matmul timed between the measurements of the same run
@@ -72,12 +73,15 @@ def matmul_flops_per_s(device, dtype, n, iters=5):
     return 2 * n ** 3 / median_seconds(lambda: a @ b, iters, device)
 
 
-def synthetic_batch(cfg, batch_size, size, device):
-    """Random images and targets (docs/conventions.md); sample i labels task i mod T."""
+def synthetic_batch(cfg, batch_size, size, device, every_task=False):
+    """Random images and targets (docs/conventions.md); sample i labels task i mod T (or
+    every task with `every_task`)."""
     height = width = size
     num_tasks = len(cfg.TASKS.NAMES)
     task_mask = torch.zeros(batch_size, num_tasks, dtype=torch.bool)
     task_mask[torch.arange(batch_size), torch.arange(batch_size) % num_tasks] = True
+    if every_task:
+        task_mask[:] = True
     batch = {"image": torch.randn(batch_size, 3, height, width), "task_mask": task_mask}
     for task in cfg.TASKS.NAMES:
         channels = cfg.TASKS.NUM_OUTPUT[task]
@@ -108,6 +112,11 @@ def run(cfg, batch_size, size, device, iters, warmup, matmul_size):
     layout = memory_format(cfg)
     model = build_model(cfg).to(device=device, memory_format=layout)
     step = TrainStep(cfg, model, build_loss(cfg), build_optimizer(cfg, model), device)
+    # One step on a batch that labels every task first: in a real run every task's layers
+    # have had a gradient after a few iterations, and with keep_zero_grads the optimizer
+    # then steps them all in every later iteration (the cost that setting adds).
+    labelled = synthetic_batch(cfg, batch_size, size, device, every_task=True)
+    step(labelled, labelled["task_mask"].cpu(), 1)
     batch = synthetic_batch(cfg, batch_size, size, device)
     task_mask = batch["task_mask"].cpu()  # as the loader gives it
     images = batch["image"].contiguous(memory_format=layout)

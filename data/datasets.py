@@ -92,9 +92,10 @@ def build_dataset(cfg, split):
     root = cfg.train_db_dir if split == "train" else cfg.val_db_dir
     if not os.path.isdir(root):
         raise DataError(f"dataset folder not found: {root}; set db_root to the folder holding "
-                        f"'{os.path.basename(root)}', or create a small synthetic one with "
-                        f"`python -m data.synthetic --layout {LAYOUT_OF[name]} "
-                        f"--out {os.path.dirname(root) or '.'}`")
+                        f"'{os.path.basename(root)}' (docs/datasets.md: where to download it and how to "
+                        f"arrange it; `python -m data.check --config_exp CONFIG` then verifies every file), "
+                        f"or create a small synthetic one with `python -m data.synthetic --layout "
+                        f"{LAYOUT_OF[name]} --out {os.path.dirname(root) or '.'}`")
     tasks = cfg.TASKS.NAMES
     loader = DATASETS[name](root, split, tasks, **LOADER_KWARGS.get(name, lambda _: {})(cfg))
     if split == "train":

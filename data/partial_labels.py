@@ -5,9 +5,13 @@ tasks balanced: counts differ by at most one) and `randomlabels` (a uniformly ra
 non-empty, non-full subset per image). Generation is a function of (sorted ids, number
 of tasks, setting, seed) only, so the CLI and `build_dataset` produce the same split.
 
-Our file format is JSON: {"dataset", "setting", "seed", "tasks": [...], "labels":
-{id: [0/1 per task]}}. The official `.pth` files load with `torch.load(weights_only=True)`
-and a three-entry numpy allow-list; they become the same record.
+Our file format is JSON (`.json`, or gzip-compressed `.json.gz`): {"dataset", "setting",
+"seed", "tasks": [...], "labels": {id: [0/1 per task]}} plus an optional "source". The
+paper's splits ship in that format in data/splits/ (converted once from MTPSL's files,
+data/splits/README.md). The official `.pth` files also load, with
+`torch.load(weights_only=True)` and a three-entry numpy allow-list; they become the same
+record. A relative `partial_labels_file` is looked up in the working directory, then in
+the project folder, so `data/splits/...` works from anywhere.
 
 CLI:
   python -m data.partial_labels --dataset pascal --root DIR/PASCALContext --setting onelabel \
@@ -15,7 +19,10 @@ CLI:
   python -m data.partial_labels --summary FILE.json|FILE.pth [...]
 """
 import argparse
+import gzip
+import io
 import json
+import logging
 import pickle
 import sys
 from collections import Counter
@@ -30,6 +37,12 @@ from utils.errors import DataError, DiffusionMTLError
 from utils.tasks import DATASET_TASKS, TASK_ORDER
 
 SETTINGS = ("full", "onelabel", "randomlabels")
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+# A child of the run's logger (utils.logger.setup_logger): a run names its split among its
+# first log lines; outside a run (tests, data.check) nothing is printed.
+LOGGER = logging.getLogger("diffusionmtl.data")
 
 # Column order of the official split files.
 OFFICIAL_TASKS = {
@@ -72,13 +85,21 @@ def generate(dataset, ids, tasks, setting, seed):
 
 
 def save_json(record, path):
-    """Write `record` as JSON, one image per line."""
-    head = "".join(f"  {json.dumps(key)}: {json.dumps(record[key])},\n"
-                   for key in ("dataset", "setting", "seed", "tasks"))
+    """Write `record` as JSON, one image per line; gzip-compressed when `path` ends in .gz
+    (with no time stamp or name in the header: the same record gives the same bytes)."""
+    keys = [key for key in ("dataset", "setting", "seed", "source", "tasks") if key in record]
+    head = "".join(f"  {json.dumps(key)}: {json.dumps(record[key])},\n" for key in keys)
     rows = ",\n".join(f"    {json.dumps(image_id)}: {json.dumps(row)}"
                       for image_id, row in record["labels"].items())
+    text = "{\n" + head + '  "labels": {\n' + rows + "\n  }\n}\n"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("{\n" + head + '  "labels": {\n' + rows + "\n  }\n}\n", encoding="utf-8")
+    if str(path).endswith(".gz"):
+        buffer = io.BytesIO()
+        with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as handle:
+            handle.write(text.encode("utf-8"))
+        Path(path).write_bytes(buffer.getvalue())
+    else:
+        Path(path).write_text(text, encoding="utf-8")
 
 
 def _numpy_allowlist():
@@ -131,8 +152,9 @@ def _load_official(path):
 
 def _load_json(path):
     try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raw = gzip.decompress(Path(path).read_bytes()) if path.endswith(".gz") else Path(path).read_bytes()
+        record = json.loads(raw.decode("utf-8"))
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{path}: cannot read partial-label JSON: {err}") from None
     if not isinstance(record, dict) or not {"tasks", "labels"} <= set(record):
         raise DataError(f"{path}: expected a JSON object with 'tasks' and 'labels'")
@@ -146,22 +168,35 @@ def _load_json(path):
         if not isinstance(row, list) or len(row) != len(tasks) or any(v not in (0, 1) for v in row):
             raise DataError(f"{path}: image '{image_id}' has {row!r}, expected {len(tasks)} values "
                             f"(0/1) for tasks {tasks}")
+    if not isinstance(record.get("source", {}), dict):
+        raise DataError(f"{path}: 'source' must be a JSON object (where the split comes from)")
     record.setdefault("dataset", None)
     record.setdefault("setting", None)
     record.setdefault("seed", None)
     return record
 
 
+def resolve_split_path(path):
+    """`path` as given when it exists (or is absolute); else, for a relative path, the same
+    path inside the project folder when it exists there (the shipped data/splits/ files,
+    whatever the working directory)."""
+    path = Path(path)
+    if path.is_absolute() or path.exists() or not (PROJECT_DIR / path).exists():
+        return path
+    return PROJECT_DIR / path
+
+
 def load_partial_labels(path):
-    """Load our JSON or an official `.pth` split as a record. Raises DataError."""
-    path = str(path)
+    """Load our JSON (.json / .json.gz) or an official `.pth` split as a record. Raises DataError."""
+    given, path = str(path), str(resolve_split_path(path))
     if not Path(path).is_file():
-        raise DataError(f"partial-label file not found: {path}")
-    if path.endswith(".json"):
+        where = "" if Path(given).is_absolute() else f" (looked in the working directory and in {PROJECT_DIR})"
+        raise DataError(f"partial-label file not found: {given}{where}")
+    if path.endswith((".json", ".json.gz")):
         return _load_json(path)
     if path.endswith((".pth", ".pt")):
         return _load_official(path)
-    raise DataError(f"{path}: unknown partial-label format; expected .json or .pth")
+    raise DataError(f"{path}: unknown partial-label format; expected .json, .json.gz or .pth")
 
 
 def task_mask_table(record, ids, tasks, source):
@@ -170,6 +205,12 @@ def task_mask_table(record, ids, tasks, source):
     if missing_tasks:
         raise DataError(f"{source}: labels tasks {record['tasks']}, which lack {missing_tasks} "
                         f"needed by this run ({list(tasks)})")
+    known = set(ids)
+    absent = [i for i in record["labels"] if i not in known]
+    if absent:
+        raise DataError(f"{source}: {len(absent)} of its {len(record['labels'])} image ids are not in the "
+                        f"dataset's training split of {len(ids)} images (first: {absent[:5]}); is it for "
+                        f"another dataset, or is the dataset incomplete?")
     missing = [i for i in ids if i not in record["labels"]]
     if missing:
         raise DataError(f"{source}: does not cover {len(missing)} of the {len(ids)} training images "
@@ -179,20 +220,35 @@ def task_mask_table(record, ids, tasks, source):
     return table[:, columns]
 
 
-def build_task_masks(cfg, ids):
-    """(N, T) bool task mask of the training images `ids` for `cfg.ssl_type`."""
-    tasks = cfg.TASKS.NAMES
+def split_source(cfg):
+    """Where the training split's labels come from, in words (the log and data.check say it)."""
     if cfg.ssl_type == "full":
-        return np.ones((len(ids), len(tasks)), dtype=bool)
+        return "none (ssl_type full: every task labelled on every image)"
     if cfg.partial_labels_file:
+        return f"{cfg.ssl_type} split {resolve_split_path(cfg.partial_labels_file)}"
+    return f"generated {cfg.ssl_type} split (seed {cfg.seed}; partial_labels_file is null)"
+
+
+def build_task_masks(cfg, ids):
+    """(N, T) bool task mask of the training images `ids` for `cfg.ssl_type`; logs its source."""
+    tasks = cfg.TASKS.NAMES
+    source = split_source(cfg)
+    if cfg.ssl_type == "full":
+        masks = np.ones((len(ids), len(tasks)), dtype=bool)
+    elif cfg.partial_labels_file:
         record = load_partial_labels(cfg.partial_labels_file)
-        source = cfg.partial_labels_file
         if record["setting"] is not None and record["setting"] != cfg.ssl_type:
-            raise DataError(f"{source}: is a '{record['setting']}' split but ssl_type is '{cfg.ssl_type}'")
+            raise DataError(f"{cfg.partial_labels_file}: is a '{record['setting']}' split but ssl_type is "
+                            f"'{cfg.ssl_type}'")
+        origin = (record.get("source") or {}).get("origin")
+        if origin:
+            source += f" ({origin})"
+        masks = task_mask_table(record, ids, tasks, cfg.partial_labels_file)
     else:
-        record = generate(cfg.train_db_name, ids, tasks, cfg.ssl_type, cfg.seed)
-        source = f"generated {cfg.ssl_type} split (seed {cfg.seed})"
-    return task_mask_table(record, ids, tasks, source)
+        masks = task_mask_table(generate(cfg.train_db_name, ids, tasks, cfg.ssl_type, cfg.seed), ids, tasks, source)
+    counts = ", ".join(f"{task} {count}" for task, count in zip(tasks, masks.sum(axis=0).tolist()))
+    LOGGER.info(f"partial labels: {source}; labelled training images per task: {counts}")
+    return masks
 
 
 def train_ids(dataset, root):

@@ -43,10 +43,11 @@ def save_checkpoint(path, state):
 
 
 def _reason(err):
-    """The real reason of a failed `torch.load`, without torch's advice to retry unsafely."""
+    """The real reason of a failed `torch.load`, without torch's advice to retry unsafely or
+    its notes about miniz."""
     skip = ("weights only load failed", "re-running", "please file an issue", "check the documentation")
     for line in str(err).splitlines():
-        line = line.replace("WeightsUnpickler error:", "").strip()
+        line = line.replace("WeightsUnpickler error:", "").split(". This is an internal miniz error")[0].strip()
         if line and not line.lower().startswith(skip):
             return line
     return type(err).__name__
@@ -55,8 +56,9 @@ def _reason(err):
 def load_checkpoint(path, map_location="cpu"):
     """Load a checkpoint dict safely; raise CheckpointError for a missing/corrupt/foreign file.
 
-    Only tensors and plain containers are read (`weights_only=True`); a file that needs
-    anything else is refused with the unpickler's reason, never retried unsafely.
+    Only tensors and plain containers are read (`weights_only=True`): a file that needs
+    anything else (code to run) is refused with the unpickler's reason, never retried
+    unsafely; a file that cannot be read at all is called truncated or damaged.
     """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -65,10 +67,13 @@ def load_checkpoint(path, map_location="cpu"):
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise CheckpointError(f"{path} is not a loadable checkpoint ({_reason(err)}); only tensors and "
-                              "plain containers are read from checkpoints. A truncated or damaged file: delete "
-                              "it (a run folder's last.pth: the run then starts again from iteration 0) or "
-                              "restore a copy") from None
+        reason = _reason(err)
+        if "global" in reason.lower():  # a pickle that names functions or classes: it could run code
+            raise CheckpointError(f"{path} is not a loadable checkpoint ({reason}); checkpoints are read "
+                                  "as tensors and plain containers only, never as code") from None
+        raise CheckpointError(f"{path} cannot be read: the file is truncated or damaged ({os.path.getsize(path):,} "
+                              f"bytes; {reason}); delete it (a run folder's last.pth: the run then starts again "
+                              "from iteration 0) or restore a copy") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path} is not a DiffusionMTL checkpoint (no 'model' state dict); "
                               "convert the public release's file with `python -m models.convert_official`")

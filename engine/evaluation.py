@@ -22,6 +22,7 @@ from evaluation.visualization import colorize, dataset_style, write_prediction
 from models import build_model
 from utils import distributed
 from utils.errors import CheckpointError
+from utils.logger import run_header
 from utils.progress import progress_bar
 
 
@@ -106,7 +107,7 @@ def evaluate_checkpoint(cfg, checkpoint_path, device, logger):
     out_dir = os.path.join(cfg.run_dir, "infer")
     prediction_dir = os.path.join(out_dir, "predictions") if cfg.eval_kwargs.save_predictions else None
     edge = f" ({cfg.eval_kwargs.edge_thresholds_infer} boundary thresholds)" if "edge" in cfg.TASKS.NAMES else ""
-    logger.info(f"evaluating {checkpoint_path} on {len(val_set)} images{edge}")
+    run_header(logger, f"evaluating {checkpoint_path} on {len(val_set)} images{edge}")
     evaluator = build_evaluator(cfg, "infer")
     try:
         metrics = evaluate(cfg, model, make_val_loader(cfg, val_set, device), evaluator, device,

@@ -22,7 +22,8 @@ from losses import build_loss
 from models import build_model
 from utils import distributed
 from utils.config import stored_config, write_yaml
-from utils.errors import DataError, one_line
+from utils.errors import ConfigError, DataError, one_line
+from utils.logger import run_header
 
 
 class Interrupted(Exception):
@@ -83,9 +84,11 @@ class Trainer:
         if init_weights:
             load_model_state(model, load_checkpoint(init_weights)["model"], source=init_weights)
         self.optimizer = build_optimizer(cfg, model)
-        self.scheduler = build_scheduler(cfg, self.optimizer, self.total_iters)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.total_iters, self.batches.batches_per_epoch)
         self.checkpointer = Checkpointer(cfg, model, self.optimizer, self.scheduler, before_save=self.check_finite)
         stored = self.checkpointer.stored_run()  # a different experiment in the folder stops here
+        if stored and stored["iteration"] > self.total_iters:
+            raise ConfigError(past_budget(cfg, self.checkpointer, stored["iteration"], self.total_iters))
         if distributed.is_main_process():
             write_yaml(os.path.join(cfg.run_dir, "config.yaml"), stored_config(cfg))
         self.start_iter = self.checkpointer.resume(stored, logger) if stored else 0
@@ -107,9 +110,13 @@ class Trainer:
         self.evaluator = build_evaluator(cfg, "train")
         self.reporter = Reporter(cfg, logger, self.total_iters, self.start_iter)
         self.iteration, self.metrics = self.start_iter, None
-        logger.info(f"training {cfg.version_name}: {len(self.train_set)} train / {len(self.val_set)} val images, "
-                    f"{world_size} process(es) on {device}, {self.total_iters} iterations "
-                    f"({self.batches.batches_per_epoch} per epoch), tasks {cfg.TASKS.NAMES}, ssl_type {cfg.ssl_type}")
+        run_header(logger, f"training {cfg.version_name}: {len(self.train_set)} train / {len(self.val_set)} val "
+                           f"images, {world_size} process(es) on {device}, {self.total_iters} iterations "
+                           f"({self.batches.batches_per_epoch} per epoch), tasks {cfg.TASKS.NAMES}, "
+                           f"ssl_type {cfg.ssl_type}")
+        logger.info(f"{cfg.optimizer}, {cfg.scheduler} learning rate stepped per {cfg.scheduler_interval}; unlabelled "
+                    f"tasks' parameters " + ("keep moving (zero gradients kept, as torch 1.10 ran the release)"
+                                             if cfg.keep_zero_grads else "stand still (gradients set to None)"))
 
     # ------------------------------------------------------------------------- the loop
     def train(self):
@@ -145,12 +152,13 @@ class Trainer:
             batch = next(self.batches)
         except DataError as err:
             self.salvage(err)
+        lr = self.optimizer.param_groups[0]["lr"]  # this iteration's (the scheduler then sets the next one's)
         loss, per_task, grad_norm = self.step(to_device(batch, self.device), batch["task_mask"], iteration)
         self.scheduler.step()
         self.iteration = iteration
         if self.reporter.due(iteration):
             self.check_finite()
-        self.reporter.step(iteration, loss, per_task, grad_norm, self.optimizer.param_groups[0]["lr"])
+        self.reporter.step(iteration, loss, per_task, grad_norm, lr)
 
     def validate(self, iteration):
         """Evaluate, keep best.pth and last.pth, report."""
@@ -191,6 +199,17 @@ class Trainer:
     def close(self):
         self.evaluator.close()
         self.reporter.close()
+        self.batches.close()
+
+
+def past_budget(cfg, checkpointer, reached, total_iters):
+    """Why a run already past this command's last iteration is not continued, and what to do."""
+    budget = f"max_iter={cfg.max_iter}" if cfg.max_iter else f"epochs={cfg.epochs}: {total_iters} iterations"
+    model = checkpointer.best_path if os.path.isfile(checkpointer.best_path) else checkpointer.last_path
+    return (f"{checkpointer.last_path} is already at iteration {reached}, past this command's last iteration "
+            f"{total_iters} ({budget}); a run does not go back: train it further with max_iter above {reached}, "
+            f"evaluate it with --run_mode infer --trained_model {model}, or train {total_iters} iterations in "
+            f"a new run folder (--opts version_name=NEW_NAME)")
 
 
 def train(cfg, device, logger, command):

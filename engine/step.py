@@ -9,7 +9,16 @@ kernel leaves weights, moments and step counts untouched; otherwise the step che
 flag on the host. Either way the weights stay finite, and `raise_if_diverged()` (a host
 synchronisation, called at log intervals and before every checkpoint) reports the first
 non-finite iteration, so no non-finite checkpoint is ever written.
+
+`keep_zero_grads` chooses what `zero_grad` leaves behind. false (set_to_none=True, torch >= 2.0's
+default): the layers of a task that no sample of a batch labels get no gradient and stand
+still. true (set_to_none=False, the default of the torch 1.10 that the public release ran on):
+a gradient, once created, is kept as zeros, so the optimizer steps that parameter in every
+later iteration, by its momentum and weight decay; a parameter that has never had a gradient
+stays None and untouched, as in torch 1.10.
 """
+import math
+
 import torch
 
 from utils.errors import DiffusionMTLError
@@ -86,6 +95,7 @@ class TrainStep:
         self.cfg, self.model, self.criterion, self.optimizer, self.device = cfg, model, criterion, optimizer, device
         self.memory_format = memory_format(cfg)
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.set_to_none = not cfg.keep_zero_grads
         self.fused = is_fused(optimizer)
         self.skip = torch.zeros((), device=device)  # 1.0: this step is not finite (found_inf)
         self.first_bad_iteration = torch.full((), -1, dtype=torch.int64, device=device)
@@ -99,7 +109,7 @@ class TrainStep:
         with autocast(self.cfg, self.device):
             outputs = self.model(images, task_mask)
             loss, per_task = self.criterion(outputs, batch)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=self.set_to_none)  # zeros: one foreach (or fused) memset
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip_param.max_norm,
                                                    self.cfg.grad_clip_param.norm_type, foreach=True)
@@ -138,12 +148,25 @@ class TrainStep:
                                    "or check the data")
 
 
-def build_scheduler(cfg, optimizer, total_iters):
-    """Poly decay stepped once per iteration: lr = lr0 * (1 - it / total) ** power."""
+def build_scheduler(cfg, optimizer, total_iters, batches_per_epoch=None):
+    """Poly decay, lr = lr0 * (1 - t / total) ** power, stepped once per iteration either way.
+
+    `scheduler_interval: iteration`: t counts iterations, down to 0 at the end. `epoch` (the
+    public release's schedule): t counts the epochs completed (`batches_per_epoch` iterations
+    each, as data.loaders.TrainBatches counts them) out of the run's ceil(total_iters /
+    batches_per_epoch); constant within an epoch, never 0. The scheduler's state is the
+    iteration count, so a run resumed mid-epoch continues with its epoch's rate.
+    """
     if cfg.scheduler == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     power = cfg.scheduler_kwargs.power
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: max(0.0, 1.0 - it / total_iters) ** power)
+    if cfg.scheduler_interval == "iteration":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: max(0.0, 1.0 - it / total_iters) ** power)
+    if batches_per_epoch is None:
+        raise ValueError("scheduler_interval: epoch needs batches_per_epoch")
+    total_epochs = math.ceil(total_iters / batches_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: max(0.0, 1.0 - (it // batches_per_epoch) / total_epochs) ** power)
 
 
 def to_device(batch, device):

@@ -164,6 +164,7 @@ _LINE = _FONT.getbbox("Ag")[3] + 4  # text line height in pixels
 _PAD = 6
 _SWATCH = _LINE - 4
 _MIN_COLUMN = 150  # legends need this much width even for tall, narrow images
+_MAX_ASPECT = 2.0  # a tile is at most this many times as wide as tall: a 3 x 2000 image makes no 160,000-pixel tile
 _MAX_LEGEND = 12  # classes listed per task, largest area first
 
 
@@ -207,45 +208,65 @@ def _legend(task, prediction, names, style):
     return []
 
 
-def _resize(rgb, height, nearest):
-    width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
-    method = Image.NEAREST if nearest else Image.BILINEAR
-    return Image.fromarray(rgb).resize((width, height), method)
+def _fit(rgb, height, width, nearest):
+    """`rgb` resized to fit a `height` x `width` box, aspect ratio kept (at least one pixel a side)."""
+    scale = min(height / rgb.shape[0], width / rgb.shape[1])
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return Image.fromarray(rgb).resize(size, Image.NEAREST if nearest else Image.BILINEAR)
 
 
-def make_overview(image, predictions, class_names=None, tile_height=240, style=None):
-    """The input and every task side by side, titled, with a legend under each tile.
+def _cell(title, rgb, entries, tile_height, nearest):
+    """One titled tile with its legend: (title, PIL image, legend entries)."""
+    return title, _fit(rgb, tile_height, round(_MAX_ASPECT * tile_height), nearest), entries
+
+
+def make_overview(image, predictions, class_names=None, tile_height=240, style=None, targets=None):
+    """The input and every task side by side, titled, with a legend under each tile; with
+    `targets` (task -> ground-truth map, e.g. a validation sample's labels) a second row holds
+    the ground truth under each prediction.
 
     image: uint8 (H, W, 3); predictions: task -> one activated prediction of that image;
     class_names: task -> class-name list (e.g. `CLASS_NAMES[dataset]`) for the legends
-    of semseg / human_parts, by default those of `style`. Returns uint8 (H', W', 3).
+    of semseg / human_parts, by default those of `style`. Every tile fits a `tile_height` x
+    2 * `tile_height` box, whatever the image's shape, so the figure stays a few thousand
+    pixels wide at most. Returns uint8 (H', W', 3).
     """
     style = style or DEFAULT_STYLE
     class_names = class_names or style.class_names
     tasks = ordered_tasks(predictions)
-    tiles = [("input", _resize(np.asarray(image, dtype=np.uint8), tile_height, nearest=False), [])]
+    rows = [[_cell("input", np.asarray(image, dtype=np.uint8), [], tile_height, nearest=False)]]
     for task in tasks:
-        rgb = colorize(task, predictions[task], style=style)
-        tiles.append((TASK_TITLES[task], _resize(rgb, tile_height, nearest=task in style.palettes),
-                      _legend(task, predictions[task], class_names.get(task), style)))
-    widths = [max(tile.width, _MIN_COLUMN) for _, tile, _ in tiles]
-    legend_lines = max(len(entries) for _, _, entries in tiles)
-    width = sum(widths) + _PAD * (len(tiles) + 1)
-    height = _PAD + _LINE + tile_height + _PAD + legend_lines * _LINE + _PAD
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+        rows[0].append(_cell(TASK_TITLES[task], colorize(task, predictions[task], style=style),
+                             _legend(task, predictions[task], class_names.get(task), style), tile_height,
+                             nearest=task in style.palettes))
+    if targets:
+        rows.append([None] + [_cell("ground truth", colorize(task, targets[task], style=style),
+                                    _legend(task, targets[task], class_names.get(task), style), tile_height,
+                                    nearest=True) if task in targets else None for task in tasks])
+    widths = [max([_MIN_COLUMN] + [row[c][1].width for row in rows if row[c] is not None])
+              for c in range(len(rows[0]))]
+    heights = [_LINE + max(cell[1].height for cell in row if cell) + _PAD
+               + max(len(cell[2]) for cell in row if cell) * _LINE + _PAD for row in rows]
+    canvas = Image.new("RGB", (sum(widths) + _PAD * (len(widths) + 1), _PAD + sum(heights)), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    left = _PAD
-    for (title, tile, entries), column in zip(tiles, widths):
-        draw.text((left, _PAD), _fit_text(draw, title, column), fill=(0, 0, 0), font=_FONT)
-        top = _PAD + _LINE
-        canvas.paste(tile, (left + (column - tile.width) // 2, top))
-        top += tile_height + _PAD
-        for colour, text in entries:
-            x = left
-            if colour is not None:
-                draw.rectangle([x, top + 1, x + _SWATCH - 1, top + _SWATCH], fill=colour, outline=(0, 0, 0))
-                x += _SWATCH + 4
-            draw.text((x, top), _fit_text(draw, text, column - (x - left)), fill=(0, 0, 0), font=_FONT)
-            top += _LINE
-        left += column + _PAD
+    row_top = _PAD
+    for row, row_height in zip(rows, heights):
+        tile_bottom = row_top + _LINE + max(cell[1].height for cell in row if cell)
+        left = _PAD
+        for cell, column in zip(row, widths):
+            if cell is not None:
+                title, tile, entries = cell
+                draw.text((left, row_top), _fit_text(draw, title, column), fill=(0, 0, 0), font=_FONT)
+                canvas.paste(tile, (left + (column - tile.width) // 2, row_top + _LINE))
+                top = tile_bottom + _PAD
+                for colour, text in entries:
+                    x = left
+                    if colour is not None:
+                        draw.rectangle([x, top + 1, x + _SWATCH - 1, top + _SWATCH], fill=colour,
+                                       outline=(0, 0, 0))
+                        x += _SWATCH + 4
+                    draw.text((x, top), _fit_text(draw, text, column - (x - left)), fill=(0, 0, 0), font=_FONT)
+                    top += _LINE
+            left += column + _PAD
+        row_top += row_height
     return np.asarray(canvas)

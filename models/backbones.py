@@ -4,8 +4,13 @@ Every backbone exposes `out_channels` and `strides` (one entry per returned map)
 `pretrained`: None / False for random weights; True for the standard ImageNet weights,
 which torchvision (ResNet, cache $TORCH_HOME) or timm (ViT, Hugging Face hub cache
 $HF_HOME) download once and cache, as their users expect; a path for a local file.
+Weights in the cache are read from there without any network access; weights that are
+not, on a machine whose download host does not answer, are an error within seconds
+(the libraries would retry for about a minute) that names the local-file alternative.
 """
 import os
+import socket
+import urllib.parse
 
 import timm
 import torch
@@ -30,13 +35,58 @@ def _download_failed(name, library, cache, err):
                            f"put them in its cache ({cache}) or set backbone_kwargs.pretrained to a local file")
 
 
+def _reachable(url, timeout=3.0):
+    """Whether the host of `url` accepts a connection within `timeout` seconds. Behind a proxy
+    the library connects through it: True, and the library decides."""
+    if any(os.environ.get(var) for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    parsed = urllib.parse.urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout).close()
+        return True
+    except OSError:  # no route, no DNS, refused, timed out
+        return False
+
+
+def _offline(name, url, cache, fetch):
+    host = urllib.parse.urlparse(url).hostname
+    return CheckpointError(f"backbone_kwargs.pretrained: true: the ImageNet weights of {name} are not in the cache "
+                           f"({cache}) and {host} does not answer (no network?); set backbone_kwargs.pretrained "
+                           f"to a local file of them ({url}), or run `{fetch}` once on a machine with network "
+                           f"and copy the cache")
+
+
 def _torchvision_resnet(name):
     """torchvision's default ImageNet weights, downloaded and cached by torchvision."""
     weights = torchvision.models.get_model_weights(name).DEFAULT
+    checkpoints = os.path.join(torch.hub.get_dir(), "checkpoints")
+    cached = os.path.join(checkpoints, os.path.basename(urllib.parse.urlparse(weights.url).path))
+    if not os.path.isfile(cached) and not _reachable(weights.url):
+        raise _offline(name, weights.url, checkpoints,
+                       f"python -c \"import torchvision; torchvision.models.{name}(weights='DEFAULT')\"")
     try:
         return getattr(torchvision.models, name)(weights=weights)
     except Exception as err:  # URLError, socket errors, a corrupt cache file, ...
         raise _download_failed(name, "torchvision", "$TORCH_HOME/hub/checkpoints", err) from None
+
+
+def _timm_hub_weights(name):
+    """(cached file or None, download URL) of timm's default weights for `name` on the
+    Hugging Face hub; (None, None) when they are not on the hub."""
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError as err:  # e.g. a pretrained tag timm does not know
+        raise ConfigError(f"backbone '{name}': {err}") from None
+    if cfg is None or not cfg.hf_hub_id:
+        return None, None
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    for filename in filenames:
+        path = try_to_load_from_cache(cfg.hf_hub_id, filename)
+        if isinstance(path, str):
+            return path, None
+    return None, f"{constants.ENDPOINT}/{cfg.hf_hub_id}/resolve/main/{filenames[0]}"
 
 
 class ResNetBackbone(nn.Module):
@@ -94,18 +144,22 @@ class ViTBackbone(nn.Module):
         if not pretrained:
             self.vit = timm.create_model(name, pretrained=False, **kwargs)
         elif pretrained is True:
-            try:  # timm's default pretrained tag for `name`, from its hub cache or downloaded
-                self.vit = timm.create_model(name, pretrained=True, **kwargs)
-            except Exception as err:  # offline, hub errors, or weights that do not fit the overrides
-                raise _download_failed(name, "timm", "$HF_HOME", err) from None
+            cached, url = _timm_hub_weights(name)
+            if cached:  # timm's default pretrained tag for `name`, from the hub cache: no network needed
+                self.vit = self._from_file(name, cached, kwargs)
+            elif url and not _reachable(url):
+                from huggingface_hub import constants
+
+                raise _offline(name, url, constants.HF_HUB_CACHE,
+                               f"python -c \"import timm; timm.create_model('{name}', pretrained=True)\"")
+            else:
+                try:  # downloaded into the hub cache by timm
+                    self.vit = timm.create_model(name, pretrained=True, **kwargs)
+                except Exception as err:  # hub errors, or weights that do not fit the overrides
+                    raise _download_failed(name, "timm", "$HF_HOME", err) from None
         else:
             _check_file(pretrained)
-            # a local file only; timm's own .npz reader for the original JAX checkpoints
-            overlay = {"file": pretrained, "source": "", "custom_load": pretrained.endswith(".npz")}
-            try:
-                self.vit = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-            except (RuntimeError, KeyError, ValueError) as err:
-                raise CheckpointError(f"{pretrained}: cannot load {name} weights: {err}") from None
+            self.vit = self._from_file(name, pretrained, kwargs)
         depth = len(self.vit.blocks)
         if not 1 <= num_taps <= depth:
             raise ConfigError(f"backbone_kwargs.num_taps must be in 1..{depth} for {name}, got {num_taps}")
@@ -113,6 +167,16 @@ class ViTBackbone(nn.Module):
         self.vit.prune_intermediate_layers(self.taps, prune_norm=False, prune_head=True)
         self.out_channels = [self.vit.embed_dim] * num_taps
         self.strides = [self.vit.patch_embed.patch_size[0]] * num_taps
+
+    @staticmethod
+    def _from_file(name, path, kwargs):
+        """timm's `name` with the weights of a local file (timm's own .npz reader for the
+        original JAX checkpoints)."""
+        overlay = {"file": path, "source": "", "custom_load": path.endswith(".npz")}
+        try:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"{path}: cannot load {name} weights: {err}") from None
 
     def forward(self, images):
         maps = self.vit.forward_intermediates(images, indices=self.taps, norm=False,

@@ -30,6 +30,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torchvision  # noqa: F401  its import sets $TORCHINDUCTOR_CACHE_DIR: done here, before any test's snapshot
 
 from data.synthetic import generate
 from tests import process_state
@@ -41,7 +42,8 @@ TINY_OPTS = ("trBatch=2", "valBatch=2", "nworkers=0", "train_size=[64,64]", "val
              "backbone_kwargs.pretrained=null", "backbone_kwargs.num_taps=2", "model_kwargs.embed_dim=16",
              "model_kwargs.num_heads=2", "model_kwargs.denoiser_depth=1", "model_kwargs.prelim_blocks=1",
              "model_kwargs.head_convs=1", "model_kwargs.token_stride=2", "eval_kwargs.edge_workers=1",
-             "eval_kwargs.edge_thresholds_train=3", "eval_kwargs.edge_thresholds_infer=3", "eval_at_start=false")
+             "eval_kwargs.edge_thresholds_train=3", "eval_kwargs.edge_thresholds_infer=3", "eval_at_start=false",
+             "partial_labels_file=")
 
 # layout -> (train images, val images, (H, W), seed) of the session datasets
 SYNTHETIC = {"pascal": (12, 4, (64, 64), 0), "nyud": (4, 2, (40, 56), 2), "nyud_mtan": (11, 2, (32, 48), 2),

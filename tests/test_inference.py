@@ -216,3 +216,80 @@ def test_folder_without_images_is_status_2(setup, tmp_path, run_main):
     status, captured = run_main("--ckp_path", setup["checkpoint"], "--image_path", str(tmp_path),
                                 "--save_dir", str(tmp_path / "out"))
     assert status == 2 and "no image files" in captured.err
+
+
+# ------------------------------------------------------------------ overview figure
+
+MAX_OVERVIEW_SIDE = 4000  # "a few thousand pixels": six 480-pixel columns and two rows fit well inside
+
+
+@pytest.mark.parametrize("shape", [(3, 2000), (2000, 3)])
+def test_a_thin_image_gives_a_bounded_overview(setup, tmp_path, shape):
+    # (3, 2000) used to make 160,000-pixel tiles: a 960,042 x 306 overview, 42 s to draw and save
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)).save(tmp_path / "thin.png")
+    written, failures = inference.run(setup["model"], setup["cfg"], [str(tmp_path / "thin.png")], str(tmp_path / "out"),
+                                      torch.device("cpu"), progress=False)
+    assert (written, failures) == (1, [])
+    check_outputs(str(tmp_path / "out"), "thin", shape)
+    overview = Image.open(tmp_path / "out" / "overview" / "thin.png")
+    assert max(overview.size) <= MAX_OVERVIEW_SIDE and overview.width * overview.height < 2_000_000, overview.size
+
+
+def test_overview_tiles_fit_their_box_whatever_the_aspect_ratio():
+    from evaluation.visualization import make_overview
+
+    semseg = np.zeros((5, 3000), np.int64)
+    overview = make_overview(np.zeros((5, 3000, 3), np.uint8), {"semseg": semseg, "sal": np.zeros((5, 3000))})
+    assert overview.shape[1] <= 3 * (480 + 6) + 6  # three columns of at most 2 x 240 pixels
+    tall = make_overview(np.zeros((3000, 5, 3), np.uint8), {"semseg": semseg.T})
+    assert tall.shape[0] < 240 + 200 and tall.shape[1] < 2 * 150 + 3 * 6 + 1
+
+
+def ground_truth_colours(dataset, sample_id, task):
+    from data.pascal_context import PascalContext
+    from evaluation.visualization import colorize
+
+    loader = PascalContext(str(dataset.root), "val", list(TASKS))
+    target = loader.load(loader.ids.index(sample_id))[task]
+    return {tuple(c) for c in colorize(task, target).reshape(-1, 3).tolist()}
+
+
+def test_with_targets_draws_the_ground_truth_of_a_validation_image(setup, pascal_db, tiny_opts, tmp_path, capsys):
+    val_id = (pascal_db.root / "ImageSets" / "Context" / "val.txt").read_text().split()[0]
+    photo = tmp_path / "photos" / f"{val_id}.jpg"  # a copy: the same name, outside the dataset
+    photo.parent.mkdir()
+    photo.write_bytes((pascal_db.root / "JPEGImages" / f"{val_id}.jpg").read_bytes())
+
+    def overview(image, *flags):
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        status = inference.main(["--config_path", CONFIG, "--device", "cpu", "--no_progress", "--ckp_path",
+                                 setup["checkpoint"], "--image_path", str(image), "--save_dir", str(out), *flags,
+                                 "--opts", *tiny_opts, f"db_root={pascal_db.db_root}"])
+        assert status == 0, capsys.readouterr().err
+        return np.asarray(Image.open(out / "overview" / f"{val_id}.jpg".replace(".jpg", ".png")))
+
+    plain = overview(photo)  # a photo that happens to share a validation id: no ground truth
+    with_targets = overview(photo, "--with_targets")
+    automatic = overview(pascal_db.root / "JPEGImages" / f"{val_id}.jpg")  # the dataset's own file
+    assert with_targets.shape[1] == plain.shape[1] and with_targets.shape[0] > plain.shape[0] + 240
+    assert np.array_equal(automatic, with_targets)
+    assert np.array_equal(with_targets[:plain.shape[0]], plain)  # the predictions' row is unchanged
+    ground_truth_row = {tuple(c) for c in with_targets[plain.shape[0]:].reshape(-1, 3).tolist()}
+    for task in ("semseg", "human_parts"):  # every colour of the labels (nearest upscaling keeps them all)
+        assert ground_truth_colours(pascal_db, val_id, task) <= ground_truth_row, task
+
+
+def test_with_targets_names_what_it_cannot_match(setup, tiny_opts, pascal_db, tmp_path, capsys):
+    Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.jpg")
+
+    def run(db_root):
+        status = inference.main(["--config_path", CONFIG, "--device", "cpu", "--no_progress", "--ckp_path",
+                                 setup["checkpoint"], "--image_path", str(tmp_path / "coffee.jpg"), "--save_dir",
+                                 str(tmp_path / "out"), "--with_targets", "--opts", *tiny_opts, f"db_root={db_root}"])
+        return status, capsys.readouterr()
+
+    status, captured = run(tmp_path)  # no dataset there
+    assert status == 2 and captured.err.count("\n") == 1
+    assert captured.err.startswith("error: --with_targets: the dataset folder") and "db_root=DIR" in captured.err
+    status, captured = run(pascal_db.db_root)  # a dataset, but no sample of that name
+    assert status == 0 and "1 of 1 images are named after no validation sample" in captured.out

@@ -21,8 +21,12 @@ def db_root(pascal_db):
 
 
 def env_for(**extra):
-    env = {**os.environ, "PYTHON": sys.executable, "NGPUS": "1", **extra}
-    for var in ("RUN_MODE", "TRAINED_MODEL", "CONFIG", "NNODES", "MASTER_ADDR", "MASTER_PORT", "DEMO_DATA"):
+    """The environment of a run.sh under test: this Python, one process, no launch variables
+    of the caller's (nor SLURM's, when the tests run inside a SLURM job)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env = {**env, "PYTHON": sys.executable, "NGPUS": "1", **extra}
+    for var in ("RUN_MODE", "TRAINED_MODEL", "CONFIG", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "DEMO_DATA",
+                "TORCH_CPP_LOG_LEVEL"):
         if var not in extra:
             env.pop(var, None)
     return env
@@ -64,9 +68,15 @@ def test_two_processes_one_line_errors_and_a_busy_default_port(db_root, tiny_opt
             busy.listen(1)
         except OSError:
             pass  # already in use by someone else: the same situation
-        proc = run_sh(*opts, "max_iter=2", "val_interval=2", NGPUS="2")
+        # batches of 6: a process's first batch labels every task, the case in which DDP's C++
+        # side warns falsely about find_unused_parameters (utils/launch.py)
+        proc = run_sh(*opts, "max_iter=2", "val_interval=2", "trBatch=6", NGPUS="2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "EADDRINUSE" not in proc.stderr and "Traceback" not in proc.stderr
+    # Two CPU processes are announced as such, and nothing else is printed on stderr.
+    if not torch.cuda.is_available():
+        assert "NGPUS=2: 2 CPU processes on this node (no GPU visible): DDP over gloo" in proc.stdout
+        assert proc.stderr.strip() == "", proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / "demo" / "last.pth", map_location="cpu", weights_only=True)
     assert ckpt["iteration"] == 2 and len(ckpt["rng"]) == 2
 

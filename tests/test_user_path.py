@@ -13,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+import models  # noqa: F401  (torchvision's import sets $TORCHINDUCTOR_CACHE_DIR once per process: at
+# collection, not inside a test that calls main.main, which imports the model code only when it runs)
 from tests.entry_points import group_processes, one_error_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,9 +125,11 @@ def test_inference_save_dir_that_is_a_file_is_a_usage_error(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_explains_itself_and_refuses_a_different_experiment(db_root, main_py, tmp_path):
-    opts = [f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=2", "val_interval=2"]
+    opts = [f"db_root={db_root}", f"output_dir={tmp_path}", "max_iter=2", "val_interval=2", "amp=true"]
     proc = main_py(opts)
     run_dir = tmp_path / "demo"
+    assert not (run_dir / "run.lock").exists()  # a clean finish leaves no lock file
+    assert "amp: true has no effect on CPU" in proc.stdout or torch.cuda.is_available()
     # The closing summary: where everything is and what to run next.
     summary = proc.stdout[proc.stdout.index("run finished"):]
     for fragment in ("iteration 2/2", str(run_dir / "best.pth"), str(run_dir / "last.pth"), "semseg.mIoU",
@@ -149,6 +153,11 @@ def test_a_run_explains_itself_and_refuses_a_different_experiment(db_root, main_
     one_error_line(proc, "model_kwargs.embed_dim: 16 -> 24")
     assert (run_dir / "last.pth").read_bytes() == before
     assert "nothing to do" in main_py(opts + ["val_interval=5"]).stdout  # budget / logging keys may change
+    proc = main_py(opts + ["max_iter=1"], expect=2)  # a budget below what the run reached: it cannot go back
+    assert proc.stdout == ""
+    one_error_line(proc, f"{run_dir / 'last.pth'} is already at iteration 2, past this command's last iteration 1 "
+                   "(max_iter=1)", "max_iter above 2", "--run_mode infer", "version_name=NEW_NAME")
+    assert (run_dir / "last.pth").read_bytes() == before and "max_iter: 2" in (run_dir / "config.yaml").read_text()
 
     # Evaluation records what it evaluated; its prediction PNGs are inference.py's palette images.
     main_py(opts + ["eval_kwargs.save_predictions=true"], extra=["--run_mode", "infer", "--trained_model",
@@ -180,3 +189,48 @@ def test_every_cli_documents_its_arguments_and_accepts_config_exp(capsys):
             assert text.count("(default:") >= 4, parse
     assert inference.parse_args(["--config_exp", "c.yml", "--ckp_path", "x.pth", "--image_path", "i",
                                  "--save_dir", "o"]).config_path == "c.yml"
+
+
+def test_help_and_config_keys_answer_without_importing_torch():
+    # `--help` took 15 s on a busy machine: the parser must not need torch, which loads only to run
+    check = ("import sys, contextlib, io, main; out = io.StringIO()\n"
+             "with contextlib.redirect_stdout(out):\n"
+             "    try: main.parse_args(['--help'])\n"
+             "    except SystemExit: pass\n"
+             "    assert main.main(['--config_keys']) == 0\n"
+             "assert '--device' in out.getvalue() and 'trBatch' in out.getvalue()\n"
+             "print(sorted(m for m in ('torch', 'torchvision', 'timm', 'cv2') if m in sys.modules))")
+    proc = run(["-c", check], expect=0)
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_a_setup_error_is_the_only_line_and_log_txt_keeps_the_setup(db_root, tiny_opts, tmp_path, capsys):
+    """Errors found after the run folder's logger is set up (sizes, the model, a split file)
+    used to come after the setup's log lines; amp on a CPU is said, not silently ignored."""
+    import main
+
+    (tmp_path / "demo").mkdir()  # an existing run folder: kept, with its log.txt
+    status = main.main(["--config_exp", "configs/demo.yml", "--device", "cpu", "--opts", *tiny_opts,
+                        f"db_root={db_root}", f"output_dir={tmp_path}", "val_size=[32,32]", "amp=true"])
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""
+    assert captured.err.startswith("error: val_size 32x32 is smaller than") and captured.err.count("\n") == 1
+    log = (tmp_path / "demo" / "log.txt").read_text()
+    for line in ("CPU thread(s) per process", "amp: true has no effect on CPU", "partial labels:", "error: val_size"):
+        assert line in log, line
+    assert not (tmp_path / "demo" / "run.lock").exists()
+
+
+def test_a_truncated_checkpoint_is_called_truncated(tmp_path):
+    from engine.checkpoint import load_checkpoint
+    from utils.errors import CheckpointError
+
+    torch.save({"model": {"w": torch.zeros(1000)}}, tmp_path / "last.pth")
+    data = (tmp_path / "last.pth").read_bytes()
+    for size in (len(data) // 2, 0):
+        (tmp_path / "last.pth").write_bytes(data[:size])
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(str(tmp_path / "last.pth"))
+        message = str(err.value)
+        assert "last.pth cannot be read: the file is truncated or damaged" in message and f"{size:,} bytes" in message
+        assert "plain containers" not in message and "miniz" not in message and "restore a copy" in message

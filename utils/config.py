@@ -56,8 +56,17 @@ SCHEMA = {
     "optimizer_kwargs.lr": Key(2e-5, "learning rate", NUMBER),
     "optimizer_kwargs.weight_decay": Key(1e-6, "weight decay", NUMBER),
     "optimizer_kwargs.momentum": Key(0.9, "SGD momentum", NUMBER),
-    "scheduler": Key("poly", "learning-rate schedule, stepped per iteration", choices=("poly", "constant")),
+    "scheduler": Key("poly", "learning-rate schedule (its granularity: scheduler_interval)",
+                     choices=("poly", "constant")),
     "scheduler_kwargs.power": Key(0.9, "poly: lr = lr0 * (1 - it / total) ** power", NUMBER),
+    "scheduler_interval": Key("iteration", "poly's 'it / total': iterations (down to 0 at the end) or whole "
+                                           "epochs completed / the run's epochs (the release: constant within an "
+                                           "epoch, never 0; an epoch = the loader's batches per epoch, resume-exact)",
+                              choices=("iteration", "epoch")),
+    "keep_zero_grads": Key(False, "true: zero_grad keeps zero tensors (set_to_none=False, as torch 1.10 ran the "
+                                  "release): a parameter stepped once keeps getting momentum and weight-decay "
+                                  "steps when no sample labels its task (a never-used one stays None); false: "
+                                  "gradients set to None, unlabelled tasks' parameters stand still"),
     "model": Key("DiffusionMTL", "network", choices=("DiffusionMTL",)),
     "backbone": Key("resnet18", "backbone: resnet18 / resnet50 / any timm ViT name"),
     "backbone_kwargs.pretrained": Key(None, "true: timm / torchvision ImageNet weights (downloaded and cached by "

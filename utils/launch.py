@@ -6,8 +6,6 @@ import os
 import sys
 import time
 
-from utils.threads import LAUNCHER_SET_OMP
-
 LAUNCHED_ENV = "DIFFUSIONMTL_LAUNCHER"  # set for the children: the launcher prints their errors
 
 
@@ -32,10 +30,19 @@ def launch(argv=None):
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    from utils.threads import LAUNCHER_SET_OMP
+
     args = get_args_parser().parse_args(argv)
     os.environ[LAUNCHED_ENV] = "1"
     if "OMP_NUM_THREADS" not in os.environ:  # torchrun would force 1; main.py chooses instead
         os.environ["OMP_NUM_THREADS"], os.environ[LAUNCHER_SET_OMP] = "1", "1"
+    # The processes' C++ warnings (c10 logging, not Python's `warnings`) from ERROR up only:
+    # with partial labels DistributedDataParallel needs find_unused_parameters=True (the
+    # layers of a task that no sample of a batch labels get no gradient), and c10d then warns
+    # once that it "did not find any unused parameters" whenever a process's first batch
+    # happens to label every task, a false positive that its own text concedes. Errors (NCCL
+    # timeouts, ...) still show; TORCH_CPP_LOG_LEVEL=WARNING shows the rest.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     logging.disable(logging.ERROR)  # torchrun's own warnings and failure reports
     try:
         run(args)

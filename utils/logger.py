@@ -36,6 +36,61 @@ def setup_logger(run_dir=None, rank=0, name="diffusionmtl"):
     return logger
 
 
+RUN_STARTS = "run_starts"  # a record with this attribute set is the run's header: the console shows from here
+
+
+def run_header(logger, message):
+    """Log the run's first own line (every check has passed): the held setup lines follow it out."""
+    logger.info(message, extra={RUN_STARTS: True})
+
+
+class HeldConsole(logging.Handler):
+    """A run's console while it sets up: its lines are held back until the run's header (a
+    record logged with `run_header`), then shown in order, and everything after goes
+    straight through. A setup error is thus the one `error:` line on the console; log.txt
+    keeps every line. `discard()` drops what is still held (the run failed before its
+    header); `close()` shows it."""
+
+    def __init__(self, console):
+        super().__init__()
+        self.console = console
+        self.held = []
+
+    def emit(self, record):
+        if self.held is not None and getattr(record, RUN_STARTS, False):
+            for earlier in self.held:
+                self.console.handle(earlier)
+            self.held = None
+        if self.held is None:
+            self.console.handle(record)
+        else:
+            self.held.append(record)
+
+    def discard(self):
+        if self.held:
+            self.held.clear()
+
+    def close(self):
+        for record in self.held or []:  # a run that finished without a header still shows its lines
+            self.console.handle(record)
+        self.held = None
+        self.console.close()
+        super().close()
+
+
+def hold_console(logger):
+    """Replace `logger`'s console handler with a HeldConsole (see there); returns it (None on
+    ranks without a console)."""
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            held = HeldConsole(handler)
+            held.addFilter(_NotFileOnly())
+            logger.removeHandler(handler)
+            logger.addHandler(held)
+            return held
+    return None
+
+
 def log_to_file(logger, message):
     """Record `message` in log.txt only (it has been shown on stderr already): a log read
     later says why the run stopped."""

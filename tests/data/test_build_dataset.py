@@ -99,14 +99,16 @@ def test_split_file_of_another_setting_is_an_error(db_root, tmp_path, config):
                       "train")
 
 
-def test_official_nyud_file_maps_rows_to_mtan_indices(nyud_mtan_db, config):
-    path = REFERENCE / "partial_labels" / "nyud_onelabel.pth"
-    if not path.is_file():
-        pytest.skip(f"official split files not available ({path})")
+def test_official_nyud_file_maps_rows_to_mtan_indices(nyud_mtan_db, config, tmp_path):
+    official = REFERENCE / "partial_labels" / "nyud_onelabel.pth"
+    if not official.is_file():
+        pytest.skip(f"official split files not available ({official})")
     assert (nyud_mtan_db.n_train, nyud_mtan_db.size) == (11, (32, 48))
+    weights = torch.load(official, weights_only=True)["labels_weights"][:11]  # the rows of the 11 images
+    path = tmp_path / "nyud_onelabel.pth"
+    torch.save({"labels_weights": weights}, path)
     cfg = config(nyud_mtan_db.db_root, *MTAN, "train_size=[32, 48]", "val_size=[32, 48]", f"partial_labels_file={path}")
     dataset = build_dataset(cfg, "train")
-    weights = torch.load(path, weights_only=True)["labels_weights"][:11]
     assert dataset.ids == [str(i) for i in range(11)]
     assert np.array_equal(dataset.task_masks, weights.numpy() != 0)
     sample = dataset[0]

@@ -196,7 +196,8 @@ def test_build_dataset_uses_the_protocol_transform_seeded_per_sample(sources, ny
     """Training samples are the protocol's scale-crop drawn from (seed, epoch, index);
     validation samples are the stored maps, only normalised."""
     config = str(REPO / "configs" / "nyud" / "mtan_resnet18_onelabel.yml")
-    opts = [f"db_root={nyud_mtan_db.db_root}", f"output_dir={tmp_path}", "train_size=[32,48]", "seed=3"]
+    opts = [f"db_root={nyud_mtan_db.db_root}", f"output_dir={tmp_path}", "train_size=[32,48]", "seed=3",
+            "partial_labels_file="]  # generated ids: not the paper's split
     cfg = load_config(config, opts=opts + ["val_size=[32,48]"])
     train = build_dataset(cfg, "train")
     transform = MTANTrainTransform(MTAN_TASKS, (32, 48), flip_prob=0.0)

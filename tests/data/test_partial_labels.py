@@ -58,7 +58,8 @@ def test_official_files_map_to_dataset_ids_by_task_name():
     pascal = official("pascal_onelabel.pth")
     assert pascal["tasks"] == PASCAL_TASKS and pascal["setting"] == "onelabel"
     ids = sorted(pascal["labels"])[:10]
-    masks = task_mask_table(pascal, ids, ["sal", "semseg"], "pascal_onelabel.pth")
+    subset = {**pascal, "labels": {i: pascal["labels"][i] for i in ids}}  # a split names only dataset ids
+    masks = task_mask_table(subset, ids, ["sal", "semseg"], "pascal_onelabel.pth")
     assert masks.tolist() == [[pascal["labels"][i][2] == 1, pascal["labels"][i][0] == 1] for i in ids]
 
     nyud = official("nyud_onelabel.pth")
@@ -191,3 +192,16 @@ def test_summary_cli_for_json_and_official_pth(tmp_path):
     if len(files) == 1:
         pytest.skip(f"official split files not available ({OFFICIAL})")
     assert summaries[1]["labels_per_task"] == {"semseg": 265, "depth": 265, "normals": 265}
+
+
+def test_gzip_json_round_trip_is_deterministic(tmp_path):
+    record = generate("NYUD_MTAN", [str(i) for i in range(7)], NYUD_TASKS, "randomlabels", seed=2)
+    record["source"] = {"origin": "a test", "file": "x.pth", "sha256": "0" * 64}
+    save_json(record, tmp_path / "a" / "split.json.gz")
+    save_json(record, tmp_path / "b" / "split.json.gz")
+    assert (tmp_path / "a" / "split.json.gz").read_bytes() == (tmp_path / "b" / "split.json.gz").read_bytes()
+    assert load_partial_labels(tmp_path / "a" / "split.json.gz") == record
+    record["source"] = "somewhere"
+    save_json(record, tmp_path / "bad.json")
+    with pytest.raises(DataError, match="bad.json: 'source' must be a JSON object"):
+        load_partial_labels(tmp_path / "bad.json")

@@ -47,7 +47,7 @@ def test_released_at_exit_and_free_for_the_next_run_without_a_notice(tmp_path):
     notices = []
     with RunLock(str(tmp_path / "run"), notify=notices.append) as lock:
         path = lock.path
-    assert open(path, encoding="utf-8").read() == ""  # emptied, not deleted (see the module docstring)
+    assert not os.path.exists(path)  # deleted by the run that held it (see the module docstring)
     proc = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(600)", "pass"), str(tmp_path / "run"),
                            ROOT], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "held", proc.stderr
@@ -55,3 +55,23 @@ def test_released_at_exit_and_free_for_the_next_run_without_a_notice(tmp_path):
     with RunLock(str(tmp_path / "run"), notify=notices.append):
         pass
     assert len(notices) == 1 and "is gone" in notices[0]
+
+
+def test_a_file_deleted_under_a_waiting_opener_is_not_taken_as_the_lock(tmp_path):
+    """The release deletes the file while holding it; a run that opened the old file before
+    that (and locks it after) must see that the name now leads elsewhere and lock anew."""
+    first = RunLock(str(tmp_path / "run")).acquire()
+    late = open(first.path, "a+", encoding="utf-8")  # opened before the release, as a racing run would
+    try:
+        first.release()
+        assert not os.path.exists(first.path)
+        second = RunLock(str(tmp_path / "run"))
+        assert not second._names(late)  # the old file: no longer the lock
+        second.acquire()
+        assert second._names(second.handle)
+        proc = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(600)", "pass"), str(tmp_path / "run"),
+                               ROOT], capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0 and "in use by another run" in proc.stderr  # the new file is held
+        second.release()
+    finally:
+        late.close()
