@@ -12,6 +12,10 @@ Partial labels: the chain runs only for the pairs `task_mask` selects, all pairs
 in one denoiser call (pairs grouped by task, see models/denoiser.py), and the outputs hold
 only those pairs (`outputs["pairs"]` gives their sample indices), so the preliminary and
 final maps are upsampled to the image size only where the loss reads them.
+
+Difference from the release, off by default: `refine_residual_norm` makes each task's output
+stack in the denoiser a residual block with a GroupNorm-ed branch, so that the refined
+normals do not collapse to one direction (models/denoiser.py).
 """
 import math
 
@@ -44,7 +48,8 @@ class DiffusionMTL(nn.Module):
 
     def __init__(self, backbone, num_outputs, diffusion, num_timesteps, embed_dim=512, fuse_stride=8,
                  prelim_blocks=2, variant="feature", conditioning="multitask", denoiser_depth=4,
-                 num_heads=4, mlp_ratio=4.0, token_stride=4, head_convs=3, eval_noise="zero", eval_seed=0):
+                 num_heads=4, mlp_ratio=4.0, token_stride=4, head_convs=3, eval_noise="zero", eval_seed=0,
+                 refine_residual_norm=False):
         super().__init__()
         self.tasks = list(num_outputs)
         self.num_timesteps = num_timesteps
@@ -64,7 +69,8 @@ class DiffusionMTL(nn.Module):
         self.diffusion = diffusion if refines else None
         in_channels = num_outputs if variant == "prediction" else {t: embed_dim for t in self.tasks}
         self.denoiser = Denoiser(in_channels, num_outputs, embed_dim, denoiser_depth, num_heads, mlp_ratio,
-                                 token_stride, head_convs, predicts_maps=variant == "prediction") if refines else None
+                                 token_stride, head_convs, predicts_maps=variant == "prediction",
+                                 residual_norm=refine_residual_norm) if refines else None
 
     # ----------------------------------------------------------------- preliminary stage
     def forward_preliminary(self, images):

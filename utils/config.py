@@ -96,6 +96,9 @@ SCHEMA = {
     "model_kwargs.eval_noise": Key("zero", "noise at evaluation: zero or seeded (deterministic either way)",
                                    choices=("zero", "seeded")),
     "model_kwargs.eval_seed": Key(0, "seed of eval_noise: seeded"),
+    "model_kwargs.refine_residual_norm": Key(False, "true: each task's output conv stack in the refinement stage "
+                                                     "becomes a residual block with a GroupNorm-ed branch (not in "
+                                                     "the release: refined normals otherwise collapse)"),
     "num_timesteps": Key(2, "reverse diffusion steps"),
     **{f"task_dictionary.include_{task}": Key(False, f"train and evaluate {task}") for task in TASK_ORDER},
     "task_dictionary.edge_w": Key(0.95, "positive-class weight of the boundary BCE", NUMBER),
