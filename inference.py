@@ -1,6 +1,6 @@
 """Predict every task for images of any size and write PNGs plus an overview figure.
 
-    python inference.py --ckp_path best.pth --image_path photos/ --save_dir predictions/ \
+    python inference.py --checkpoint best.pth --image_path photos/ --save_dir predictions/ \
         [--config_exp configs/pascal/X.yml]
 
 The model's config is read from the checkpoint (training checkpoints carry it); pass
@@ -29,21 +29,19 @@ import time
 from utils.install import checked_imports
 
 with checked_imports():  # a torch / torchvision pair that does not match: one line (exit 2), not a traceback
-    import cv2
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from PIL import Image, ImageOps
     from tqdm import tqdm
 
     from data.datasets import build_dataset
-    from data.transforms import content_windows, crop_to_content, pad_and_tensorize
     from engine.checkpoint import load_checkpoint, load_model_state
-    from evaluation.postprocess import activate
+    from engine.predict import Runtime, fit_size, predict_images, prepare  # noqa: F401  (fit_size, prepare: API)
     from evaluation.visualization import dataset_style, make_overview, write_prediction
     from models import build_model
-    from utils.cli import HelpFormatter
+    from utils.cli import HelpFormatter, add_checkpoint_argument, device_choice, require
     from utils.config import config_from_dict, load_config
+    from utils.distributed import resolve_device
     from utils.errors import CheckpointError, ConfigError, DataError, DiffusionMTLError, ImageReadError, UsageError
     from utils.progress import progress_bar
 
@@ -129,67 +127,39 @@ def read_image(path):
         raise ImageReadError(f"{path}: cannot read image ({reason})") from None
 
 
-def fit_size(height, width, target):
-    """Size (h, w) of the image shrunk to fit inside `target`, aspect ratio kept; an image
-    that fits is not resized (validation never resizes, and training scales 0.5-2 around
-    the native size)."""
-    scale = min(1.0, target[0] / height, target[1] / width)
-    return max(1, min(target[0], round(height * scale))), max(1, min(target[1], round(width * scale)))
-
-
-def prepare(image, target):
-    """uint8 (H, W, 3) -> the model's input (3, *target), normalised and padded as validation
-    pads it, and the window [top, left, height, width] of the (resized) image in it."""
-    height, width = fit_size(*image.shape[:2], target)
-    if (height, width) != image.shape[:2]:
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    sample = pad_and_tensorize({"image": image, "meta": {"id": ""}}, [], target, [])
-    return sample["image"], content_windows(sample["meta"])[0]
-
-
 # ----------------------------------------------------------------------------- model
 
-def load_setup(config_path, ckp_path, opts, device):
+def load_setup(config_path, checkpoint, opts, device):
     """(config, model): the config from `config_path`, else the one stored in the checkpoint."""
-    state = load_checkpoint(ckp_path)
+    state = load_checkpoint(checkpoint)
     if not config_path and not state.get("config"):
-        raise CheckpointError(f"{ckp_path} carries no config; pass the training config with --config_exp CFG")
+        raise CheckpointError(f"{checkpoint} carries no config; pass the training config with --config_exp CFG")
 
     def config(extra):
         if config_path:
             return load_config(config_path, opts=INFERENCE_OPTS + extra + list(opts))
-        return config_from_dict(state["config"], f"the config stored in {ckp_path}",
+        return config_from_dict(state["config"], f"the config stored in {checkpoint}",
                                 opts=INFERENCE_OPTS + extra + list(opts))
 
     try:  # the dataset root is kept when there is one: ground truth for the overview comes from there
         cfg = config([])
     except ConfigError:  # e.g. no dataset root, which only the ground truth needs
         cfg = config(["db_root=."])
-    return cfg, load_model(cfg, ckp_path, device, state)
+    return cfg, load_model(cfg, checkpoint, device, state)
 
 
-def load_model(cfg, ckp_path, device, state=None):
-    """Build the model of `cfg` and load `ckp_path` strictly (CheckpointError on mismatch)."""
-    state = load_checkpoint(ckp_path) if state is None else state
+def load_model(cfg, checkpoint, device, state=None):
+    """Build the model of `cfg` and load `checkpoint` strictly (CheckpointError on mismatch)."""
+    state = load_checkpoint(checkpoint) if state is None else state
     model = build_model(cfg)
-    load_model_state(model, state["model"], source=ckp_path)
-    return model.to(device).eval()
+    load_model_state(model, state["model"], source=checkpoint)
+    return Runtime.of(cfg, device).place(model).eval()
 
 
-@torch.inference_mode()
 def predict(model, cfg, images, device):
-    """uint8 (H, W, 3) images -> one dict per image: task -> activated numpy prediction at (H, W)."""
-    batch, windows = zip(*(prepare(image, cfg.val_size) for image in images))
-    outputs = model(torch.stack(batch).to(device))["final"]  # task -> (B, C, *val_size)
-    predictions = []
-    for index, (image, window) in enumerate(zip(images, windows)):
-        per_task = {}
-        for task in cfg.TASKS.NAMES:
-            raw = crop_to_content(outputs[task][index:index + 1], window).float()  # padding cropped away
-            raw = F.interpolate(raw, size=image.shape[:2], mode="bilinear", align_corners=False)
-            per_task[task] = activate(task, raw)[0].cpu().numpy()
-        predictions.append(per_task)
-    return predictions
+    """uint8 (H, W, 3) images -> one dict per image: task -> activated numpy prediction at (H, W),
+    by the path evaluation takes (engine.predict: padding, autocast, memory format, crop, resize)."""
+    return predict_images(model, images, cfg.val_size, Runtime.of(cfg, device))
 
 
 # ----------------------------------------------------------------------------- ground truth
@@ -296,11 +266,13 @@ def parse_args(argv=None):
                                      formatter_class=HelpFormatter)
     parser.add_argument("--config_exp", "--config_path", dest="config_path", default=None,
                         help="the training config (YAML); default: the config stored in the checkpoint")
-    parser.add_argument("--ckp_path", required=True, help="checkpoint with a 'model' state dict (e.g. best.pth)")
+    add_checkpoint_argument(parser, "checkpoint with a 'model' state dict (e.g. best.pth); required",
+                            old=("--ckp_path",))
     parser.add_argument("--image_path", required=True, help="an image file, a folder or a glob (quote it)")
     parser.add_argument("--save_dir", required=True, help="output folder (created; existing files are replaced)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="default: cuda when available, else cpu")
+    parser.add_argument("--device", type=device_choice, default="auto", metavar="{auto,cpu,cuda,cuda:N}",
+                        help="auto: the GPU when there is one, else the CPU; cuda / cuda:N: that GPU (an error "
+                             "without one)")
     parser.add_argument("--batch_size", type=int, default=1, help="images per forward pass")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. val_size=[512,512]")
@@ -311,12 +283,9 @@ def parse_args(argv=None):
     parser.add_argument("--no_progress", action="store_true", help="no progress bar (none is drawn into a "
                                                                      "redirected stderr anyway)")
     args = parser.parse_args(argv)
+    require(parser, args, "checkpoint")
     if args.batch_size < 1:
         parser.error("--batch_size must be >= 1")
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available on this machine")
     return args
 
 
@@ -340,11 +309,12 @@ def main(argv=None):
     try:
         check_save_dir(args.save_dir)
         paths = find_images(args.image_path)
-        cfg, model = load_setup(args.config_path, args.ckp_path, args.opts, torch.device(args.device))
+        device = resolve_device(args.device)
+        cfg, model = load_setup(args.config_path, args.checkpoint, args.opts, device)
         ground_truth = GroundTruth(cfg, required=args.with_targets)
         check_save_dir(args.save_dir, create=True)
         start = time.perf_counter()
-        written, failures = run(model, cfg, paths, args.save_dir, torch.device(args.device),
+        written, failures = run(model, cfg, paths, args.save_dir, device,
                                 args.batch_size, progress=not args.no_progress, ground_truth=ground_truth)
     except DiffusionMTLError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 One process:      python main.py --config_exp configs/demo.yml --run_mode train
 Several (DDP):    torchrun --nproc_per_node=N main.py --config_exp CFG --run_mode train
-Evaluation:       python main.py --config_exp CFG --run_mode infer --trained_model CKPT
+Evaluation:       python main.py --config_exp CFG --run_mode infer --checkpoint CKPT
 Config keys:      python main.py --config_keys
 
 A training run writes everything under `cfg.run_dir` and, started again with the same
@@ -11,22 +11,14 @@ stops after the current iteration and saves `last.pth` first.
 """
 import argparse
 import os
-import re
 import shutil
 import sys
 
-from utils.cli import HelpFormatter
+from utils.cli import HelpFormatter, add_checkpoint_argument, device_choice
 from utils.errors import DiffusionMTLError, one_line
 from utils.install import checked_imports
 from utils.launch import report_error
 from utils.logger import close_logger, hold_console, log_to_file, setup_logger
-
-
-def device_choice(value):
-    """--device: auto, cpu, cuda or cuda:N (whether that GPU exists is checked when the run starts)."""
-    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
-        return value
-    raise argparse.ArgumentTypeError(f"'{value}': use auto, cpu, cuda or cuda:N")
 
 
 def parse_args(argv=None):
@@ -34,9 +26,9 @@ def parse_args(argv=None):
     parser.add_argument("--config_exp", help="YAML experiment config (see configs/); required")
     parser.add_argument("--run_mode", choices=("train", "infer"), default="train",
                         help="train (resumes from <run folder>/last.pth when present) or infer "
-                             "(evaluate --trained_model on the validation split)")
-    parser.add_argument("--trained_model", default=None,
-                        help="checkpoint to evaluate (infer) or to initialise the weights from (train)")
+                             "(evaluate --checkpoint on the validation split)")
+    add_checkpoint_argument(parser, "checkpoint to evaluate (infer) or to initialise the weights from (train)",
+                            old=("--trained_model",))
     parser.add_argument("--device", type=device_choice, default="auto", metavar="{auto,cpu,cuda,cuda:N}",
                         help="auto: this process's GPU when there is one, else the CPU; cuda: the GPU (an error "
                              "without one; several processes: one each); cuda:N: GPU N for a single process")
@@ -111,7 +103,7 @@ def main(argv=None):
 def _run(args):
     """The command itself: config, threads, device, run folder, then training or evaluation."""
     from data.loaders import loader_workers
-    from engine.evaluation import evaluate_checkpoint
+    from engine.validation import evaluate_checkpoint
     from engine.loop import Interrupted, train
     from utils import distributed
     from utils.config import load_config
@@ -133,9 +125,9 @@ def _run(args):
             run.logger.info(f"amp: true has no effect on {device.type.upper()} (bf16 autocast runs on GPUs only): "
                             f"computing in float32")
         if args.run_mode == "train":
-            train(cfg, device, run.logger, args)
+            train(cfg, device, run.logger, args.checkpoint, args.config_exp, args.opts)
         else:
-            evaluate_checkpoint(cfg, args.trained_model, device, run.logger)
+            evaluate_checkpoint(cfg, args.checkpoint, device, run.logger)
         status = 0
     except DiffusionMTLError as err:
         message = one_line(err)

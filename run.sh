@@ -3,7 +3,7 @@
 #
 #   bash run.sh                                   # the demo: synthetic data, small ViT, CPU ok
 #   CONFIG=configs/pascal/vitb_onelabel.yml NGPUS=8 bash run.sh
-#   RUN_MODE=infer TRAINED_MODEL=work_dirs/demo/best.pth bash run.sh
+#   RUN_MODE=infer CHECKPOINT=work_dirs/demo/best.pth bash run.sh
 #   bash run.sh --opts max_iter=1000 trBatch=4     # extra arguments go to main.py
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=host0 MASTER_PORT=29500 CONFIG=... bash run.sh   # multi-node
 #   sbatch docs/slurm.sbatch                      # SLURM: `srun bash run.sh`, one per node
@@ -54,13 +54,17 @@ visible_gpus() {
 
 CONFIG=${CONFIG:-configs/demo.yml}
 RUN_MODE=${RUN_MODE:-train}
-TRAINED_MODEL=${TRAINED_MODEL:-}
+CHECKPOINT=${CHECKPOINT:-}
+if [ -n "${TRAINED_MODEL:-}" ] && [ -z "$CHECKPOINT" ]; then   # the former name
+  echo "note: TRAINED_MODEL is now CHECKPOINT (the old name still works)" >&2
+  CHECKPOINT=$TRAINED_MODEL
+fi
 case "$RUN_MODE" in
   train|infer) ;;
   *) die "RUN_MODE must be train or infer, got '$RUN_MODE'" ;;
 esac
-if [ "$RUN_MODE" = infer ] && [ -z "$TRAINED_MODEL" ]; then
-  die "RUN_MODE=infer needs the checkpoint to evaluate: TRAINED_MODEL=work_dirs/<run>/best.pth bash run.sh"
+if [ "$RUN_MODE" = infer ] && [ -z "$CHECKPOINT" ]; then
+  die "RUN_MODE=infer needs the checkpoint to evaluate: CHECKPOINT=work_dirs/<run>/best.pth bash run.sh"
 fi
 
 # Processes and nodes: the environment, else SLURM's variables, else this machine's GPUs.
@@ -118,7 +122,7 @@ if [ "$CONFIG" = "configs/demo.yml" ]; then
   fi
   [ "$DEMO_DATA" = demo_data ] || ARGS+=(--opts "db_root=$DEMO_DATA")
 fi
-[ -n "$TRAINED_MODEL" ] && ARGS+=(--trained_model "$TRAINED_MODEL")
+[ -n "$CHECKPOINT" ] && ARGS+=(--checkpoint "$CHECKPOINT")
 
 if [ "$GPUS" -eq 0 ] && [ "$NGPUS" -gt 1 ]; then
   echo "NGPUS=$NGPUS: $NGPUS CPU processes on this node (no GPU visible): DDP over gloo"

@@ -44,7 +44,8 @@ from evaluation import refinement_gain
 from evaluation.delta_m import delta_m
 from utils.cli import HelpFormatter
 from utils.config import load_config
-from utils.errors import ConfigError, DataError, DiffusionMTLError
+from utils.errors import ConfigError, DataError, DiffusionMTLError, one_line
+from utils.files import atomic_write_json
 from utils.tasks import headline_metric
 
 # variant -> config overrides; every row sets the three switches, whatever the config says.
@@ -348,11 +349,7 @@ def _plain(value):
 
 
 def write_json(path, payload):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(_plain(payload), handle, indent=2, allow_nan=False)
-    os.replace(tmp, path)
+    atomic_write_json(path, _plain(payload), indent=2, allow_nan=False)
 
 
 def settings(args, size):
@@ -413,6 +410,9 @@ def parse_args(argv):
     parser.add_argument("--config_exp", required=True, help="YAML experiment config (its model, budget and tasks)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated rows to train")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant")
+    parser.add_argument("--first_seed", type=int, default=0,
+                        help="train only seeds first_seed..N-1 (another invocation, with the same settings, "
+                             "can train the others in parallel; ablation.json gathers all)")
     parser.add_argument("--iters", type=int, default=450, help="training iterations of every run (max_iter)")
     parser.add_argument("--out", required=True, help="folder for the dataset, the run folders and the results")
     parser.add_argument("--train", type=int, default=240, help="generated training images")
@@ -429,6 +429,8 @@ def parse_args(argv):
         parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
     if args.seeds < 1 or args.iters < 1:
         parser.error("--seeds and --iters must be >= 1")
+    if not 0 <= args.first_seed < args.seeds:
+        parser.error(f"--first_seed must be in 0..{args.seeds - 1}")
     return args
 
 
@@ -439,12 +441,12 @@ def main(argv=None):
         size = tuple(args.size * 2 if args.size and len(args.size) == 1 else args.size or cfg.train_size)
         db_root = prepare_data(cfg, args.out, args.train, args.val, size, args.data_seed)
     except DiffusionMTLError as err:
-        print(f"error: {trainer.one_line(err)}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     json_path = os.path.join(args.out, "ablation.json")
     previous = recorded_runs(json_path, settings(args, size))  # finished by an earlier invocation
     # seed by seed: an ablation stopped early still has every variant at the seeds it finished
-    jobs = [(variant, seed) for seed in range(args.seeds) for variant in args.variants]
+    jobs = [(variant, seed) for seed in range(args.first_seed, args.seeds) for variant in args.variants]
     runs = {variant: {} for variant in args.variants}
     started, trained_seconds, trained_count = time.time(), 0.0, 0
     for number, (variant, seed) in enumerate(jobs, 1):

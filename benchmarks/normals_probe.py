@@ -28,7 +28,7 @@ noise) on the first --probe_images validation images and prints, per task:
     and the mean |grad| of the refinement normals head after the last training step
     (set against Adam's eps, 1e-8).
 Every --eval_every iterations (and at the end) it runs the project's validation
-(`engine.evaluation.evaluate`) and prints every task's headline metric, final vs
+(`engine.validation.evaluate`) and prints every task's headline metric, final vs
 preliminary. The last line is every record as JSON (also written to --json).
 Keep the CPU cheap: --opts num_threads=1 is the default thread count here.
 """
@@ -45,7 +45,8 @@ from data.datasets import build_dataset
 from data.loaders import TrainBatches, make_val_loader
 from data.synthetic import generate
 from engine.checkpoint import seed_everything
-from engine.evaluation import evaluate
+from engine.predict import Runtime
+from engine.validation import evaluate
 from engine.step import TrainStep, build_optimizer, build_scheduler, to_device
 from evaluation import build_evaluator
 from losses import build_loss
@@ -121,11 +122,12 @@ def record(model, images, normals, ignore_index):
     """Magnitudes of one evaluation-mode forward on `images`: {task: {name: value}};
     `normals` (B, 3, H, W): their targets, for the linear probes."""
     steps, head_inputs = [], {}
-    hooks = [model.denoiser.register_forward_hook(
+    denoiser = model.refinement.denoiser  # the refinement stage's internals (models/mtdnet.py)
+    hooks = [denoiser.register_forward_hook(
         lambda module, args, out: steps.append(({t: mean_abs(v) for t, v in args[0].items()},
                                                 {t: mean_abs(v) for t, v in out.items()})))]
-    if model.variant == "feature":
-        for task, head in model.denoiser.heads.items():
+    if not denoiser.predicts_maps:  # feature diffusion: the heads run after the chain
+        for task, head in denoiser.heads.items():
             hooks.append(head.register_forward_pre_hook(
                 lambda module, args, task=task: head_inputs.__setitem__(task, args[0].detach().clone())))
     model.eval()
@@ -136,12 +138,12 @@ def record(model, images, normals, ignore_index):
         for hook in hooks:
             hook.remove()
         model.train()
-    diffused = out["prelim"] if model.variant == "prediction" else features
+    diffused = out["prelim"] if denoiser.predicts_maps else features
     result = {}
     for task in model.tasks:
         row = {"prelim": mean_abs(diffused[task]), "prelim top-1 variance share": top_direction_share(features[task])}
         for i, (inputs, x0) in enumerate(steps):
-            step = model.num_timesteps - 1 - i
+            step = model.refinement.num_timesteps - 1 - i
             row[f"x_in/{step}"], row[f"x0/{step}"] = inputs[task], x0[task]
         if task in head_inputs:
             x = head_inputs[task]
@@ -160,11 +162,11 @@ def record(model, images, normals, ignore_index):
             if task in head_inputs:
                 row["probe_mErr head_in"] = linear_probe_error(head_inputs[task], normals, ignore_index)
         row["|W| prelim head"] = model.prelim_heads[task].weight.norm().item()
-        row["|W| refine head"] = model.denoiser.heads[task].weight.norm().item()
-        row["|W| out convs"] = sum(p.norm().item() ** 2 for n, p in model.denoiser.out_convs[task].named_parameters()
+        row["|W| refine head"] = denoiser.heads[task].weight.norm().item()
+        row["|W| out convs"] = sum(p.norm().item() ** 2 for n, p in denoiser.out_convs[task].named_parameters()
                                    if n.endswith("weight")) ** 0.5
-        row["|W| in layer"] = model.denoiser.in_layers[task].weight.norm().item()
-        grad = model.denoiser.heads[task].weight.grad
+        row["|W| in layer"] = denoiser.in_layers[task].weight.norm().item()
+        grad = denoiser.heads[task].weight.grad
         row["mean|grad| refine head"] = None if grad is None else grad.abs().mean().item()
         result[task] = row
     return result
@@ -207,11 +209,11 @@ def run(cfg, args):
     train_images = torch.stack([sample["image"] for sample in train_samples])
     train_normals = torch.stack([sample["normals"] for sample in train_samples])
     model = build_model(cfg).train()
-    if model.denoiser is None:
+    if model.refinement is None:
         raise DiffusionMTLError("the probe needs a refinement stage (not model_kwargs.variant=baseline)")
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, args.iters)
-    step = TrainStep(cfg, model, build_loss(cfg), optimizer, device)
+    step = TrainStep.of(cfg, model, build_loss(cfg), optimizer, device)
     evaluator = build_evaluator(cfg, "train")
     log = {"records": {}, "evaluations": {}}
     started = time.perf_counter()
@@ -228,7 +230,7 @@ def run(cfg, args):
                         model, train_images, train_normals, cfg.ignore_index)
                 print_record(iteration, log["records"][iteration])
             if iteration and (iteration % args.eval_every == 0 or iteration == args.iters):
-                table = headline(cfg, evaluate(cfg, model, val_loader, evaluator, device))
+                table = headline(cfg, evaluate(model, val_loader, evaluator, Runtime.of(cfg, device)))
                 model.train()
                 log["evaluations"][iteration] = table
                 print_eval(iteration, table)

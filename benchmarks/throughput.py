@@ -16,7 +16,6 @@ workers although none runs here), so the step's figures are a training run's;
 benchmarks.train_loop measures the real loop, loader included.
 """
 import argparse
-import contextlib
 import json
 import resource
 import statistics
@@ -28,7 +27,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from data.loaders import loader_workers
-from engine.step import TrainStep, build_optimizer, memory_format
+from engine.predict import Runtime
+from engine.step import TrainStep, build_optimizer
 from losses import build_loss
 from models import build_model
 from utils.cli import HelpFormatter
@@ -105,13 +105,11 @@ def peak_memory_mb(device):
 
 
 def run(cfg, batch_size, size, device, iters, warmup, matmul_size):
-    amp = device.type == "cuda" and bool(cfg.amp)
+    runtime = Runtime.of(cfg, device)
+    amp, channels_last, layout = runtime.autocast_enabled, runtime.channels_last, runtime.memory_format
     dtype = torch.bfloat16 if amp else torch.float32
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    channels_last = bool(cfg.channels_last)
-    layout = memory_format(cfg)
-    model = build_model(cfg).to(device=device, memory_format=layout)
-    step = TrainStep(cfg, model, build_loss(cfg), build_optimizer(cfg, model), device)
+    model = runtime.place(build_model(cfg))
+    step = TrainStep.of(cfg, model, build_loss(cfg), build_optimizer(cfg, model), device)
     # One step on a batch that labels every task first: in a real run every task's layers
     # have had a gradient after a few iterations, and with keep_zero_grads the optimizer
     # then steps them all in every later iteration (the cost that setting adds).
@@ -126,11 +124,11 @@ def run(cfg, batch_size, size, device, iters, warmup, matmul_size):
         step(batch, task_mask, 1)
 
     def inference():
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), runtime.autocast():
             model(images)
 
     def preliminary():
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), runtime.autocast():
             model.forward_preliminary(images)
 
     result = {}

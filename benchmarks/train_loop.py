@@ -28,7 +28,8 @@ from data.datasets import build_dataset
 from data.loaders import TrainBatches, loader_workers
 from data.metadata import LAYOUT_OF
 from data.synthetic import generate
-from engine.step import TrainStep, build_optimizer, compile_model, memory_format, to_device
+from engine.predict import Runtime
+from engine.step import TrainStep, build_optimizer, compile_model, to_device
 from losses import build_loss
 from models import build_model
 from utils.cli import HelpFormatter
@@ -39,10 +40,10 @@ from utils.threads import restored_threads, set_num_threads
 
 def run(cfg, device, iters, warmup, matmul_size):
     stream = TrainBatches(cfg, build_dataset(cfg, "train"), device)
-    model = build_model(cfg).to(device=device, memory_format=memory_format(cfg)).train()
+    model = Runtime.of(cfg, device).place(build_model(cfg)).train()
     if cfg.compile:
         compile_model(model)
-    step = TrainStep(cfg, model, build_loss(cfg), build_optimizer(cfg, model), device)
+    step = TrainStep.of(cfg, model, build_loss(cfg), build_optimizer(cfg, model), device)
 
     def one_step(iteration):
         started = time.perf_counter()

@@ -1,6 +1,7 @@
 """Transforms of the partial-label protocol for the MTAN .npy layouts (NYUD_MTAN and
-Cityscapes; README, Datasets). The paper's NYUD and Cityscapes numbers come from MTPSL's
-dataset code, so these follow it rather than the PASCAL recipe of data/transforms.py.
+Cityscapes; docs/datasets.md, "Training augmentation"). The paper's NYUD and Cityscapes
+numbers come from MTPSL's dataset code, so these follow it rather than the PASCAL recipe
+of data/transforms.py.
 
 Training (`MTANTrainTransform`): s drawn uniformly from (1.0, 1.2, 1.5); the window of
 h = int(H / s) by w = int(W / s) pixels at a uniformly drawn (top, left) (0..H-h and

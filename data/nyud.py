@@ -1,4 +1,4 @@
-"""NYUD-v2 in its two layouts (README, Datasets), decoded into the raw samples of
+"""NYUD-v2 in its two layouts (docs/datasets.md, "Layouts"), decoded into the raw samples of
 docs/conventions.md:
 
 - `NYUD`: the multi-task layout of InvPT / ATRC (semseg 40 classes, depth, normals, edge);

@@ -1,4 +1,5 @@
-"""Partial-label splits: which tasks are labelled on each training image (README, Partial labels).
+"""Partial-label splits: which tasks are labelled on each training image (docs/datasets.md,
+"Partial labels").
 
 Settings (MTPSL protocol): `full` (every task), `onelabel` (exactly one task per image,
 tasks balanced: counts differ by at most one) and `randomlabels` (a uniformly random
@@ -103,7 +104,8 @@ def save_json(record, path):
 
 
 def _numpy_allowlist():
-    """The globals the official PASCAL pickles need, and nothing more (README, Partial labels)."""
+    """The globals the official PASCAL pickles need, and nothing more (docs/datasets.md,
+    "Partial labels")."""
     try:
         from numpy._core.multiarray import scalar  # NumPy >= 2
     except ImportError:

@@ -1,5 +1,5 @@
 """PASCAL-Context with the five multi-task labels, read from the official layout
-(README, Datasets) and decoded into the raw samples of docs/conventions.md."""
+(docs/datasets.md, "Layouts") and decoded into the raw samples of docs/conventions.md."""
 import functools
 import hashlib
 import json
@@ -15,6 +15,7 @@ from data.transforms import ignore_partless
 from data.metadata import VOC_CLASSES
 from utils.thinning import thin
 from utils.errors import DataError
+from utils.files import atomic_write, atomic_write_json
 from utils.tasks import DATASET_TASKS, IGNORE_INDEX
 
 DB_INFO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "db_info")
@@ -136,14 +137,10 @@ class LabelCache:
     def _store(self, kind, source, value):
         try:
             entry = self._entry(kind, source)
-            os.makedirs(os.path.dirname(entry), exist_ok=True)
             ok, encoded = cv2.imencode(".png", value)
             if not ok:
                 raise OSError("PNG encoding failed")
-            tmp = f"{entry}.tmp{os.getpid()}-{os.urandom(4).hex()}"
-            with open(tmp, "wb") as handle:
-                handle.write(encoded.tobytes())
-            os.replace(tmp, entry)
+            atomic_write(entry, lambda handle: handle.write(encoded.tobytes()))
         except OSError as err:
             if not self._warned:
                 warnings.warn(f"label cache {self.folder} not written ({err}); labels are decoded every time")
@@ -201,11 +198,7 @@ class PascalContext:
             mat_path = self._path("human_parts", f"{sample_id}.mat")
             cache[sample_id] = object_classes(read_mat(mat_path, sample_id, "anno"), mat_path, sample_id)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.tmp{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(cache, handle)
-            os.replace(tmp, path)  # atomic: concurrent ranks write identical content
+            atomic_write_json(path, cache)  # concurrent ranks write identical content
         except OSError as err:
             warnings.warn(f"could not write the parts cache {path}: {err}")
         return cache

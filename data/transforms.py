@@ -1,5 +1,5 @@
 """Raw numpy samples -> training / validation tensors, as the public release makes them
-(README, Datasets; docs/conventions.md).
+(docs/datasets.md, "Training augmentation"; docs/conventions.md).
 
 Training (PASCAL-Context and NYUD 4-task; the release's transform file, which ATRC and
 InvPT share), in this order:

@@ -1,100 +1,26 @@
-"""Checkpoints: the one way to write and read them (atomic writes, `weights_only=True` reads)
-and the `Checkpointer` of a training run.
+"""The `Checkpointer` of a training run, and the RNG states a resumed run restores.
 
 A run folder holds `last.pth`, everything needed to continue bit for bit (weights,
 optimizer, scheduler, every rank's RNG states, the best score so far), and `best.pth`,
 what evaluation and inference need (weights, config, iteration, metrics): no optimizer
-moments, so about a third of the size with Adam.
+moments, so about a third of the size with Adam. The files are written and read by
+`utils.checkpoint_io` (atomic writes, `weights_only=True` reads), whose functions are
+importable from here too.
 """
 import math
 import os
-import pickle
 import random
-import tempfile
-import warnings
-import zipfile
 
 import numpy as np
 import torch
 
 from utils import distributed
+from utils.checkpoint_io import load_checkpoint, load_model_state, save_checkpoint
 from utils.config import as_plain, config_changes, stored_config
-from utils.errors import CheckpointError, ConfigError
+from utils.errors import ConfigError
 
-
-def save_checkpoint(path, state):
-    """Write `state` to `path` atomically: a temporary file in the same folder, then rename.
-
-    A run killed while writing leaves the previous file intact.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            torch.save(state, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-
-
-def _reason(err):
-    """The real reason of a failed `torch.load`, without torch's advice to retry unsafely or
-    its notes about miniz."""
-    skip = ("weights only load failed", "re-running", "please file an issue", "check the documentation")
-    for line in str(err).splitlines():
-        line = line.replace("WeightsUnpickler error:", "").split(". This is an internal miniz error")[0].strip()
-        if line and not line.lower().startswith(skip):
-            return line
-    return type(err).__name__
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint dict safely; raise CheckpointError for a missing/corrupt/foreign file.
-
-    Only tensors and plain containers are read (`weights_only=True`): a file that needs
-    anything else (code to run) is refused with the unpickler's reason, never retried
-    unsafely; a file that cannot be read at all is called truncated or damaged.
-    """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before failing
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        reason = _reason(err)
-        if "global" in reason.lower():  # a pickle that names functions or classes: it could run code
-            raise CheckpointError(f"{path} is not a loadable checkpoint ({reason}); checkpoints are read "
-                                  "as tensors and plain containers only, never as code") from None
-        raise CheckpointError(f"{path} cannot be read: the file is truncated or damaged ({os.path.getsize(path):,} "
-                              f"bytes; {reason}); delete it (a run folder's last.pth: the run then starts again "
-                              "from iteration 0) or restore a copy") from None
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise CheckpointError(f"{path} is not a DiffusionMTL checkpoint (no 'model' state dict); "
-                              "convert the public release's file with `python -m models.convert_official`")
-    return state
-
-
-def load_model_state(model, state_dict, source="checkpoint"):
-    """Strictly load `state_dict` into `model`; name every mismatching key in the error."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    mis_shaped = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-                  for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
-    if missing or unexpected or mis_shaped:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
-            if keys:
-                shown = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
-                parts.append(f"{len(keys)} {label}: {shown}")
-        raise CheckpointError(f"{source} does not match the model built from the config: " + "; ".join(parts))
-    model.load_state_dict(state_dict, strict=True)
+__all__ = ["Checkpointer", "capture_rng", "load_checkpoint", "load_model_state", "restore_rng", "save_checkpoint",
+           "seed_everything"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,11 +13,13 @@ from torch.nn.parallel import DistributedDataParallel
 from data.datasets import build_dataset
 from data.loaders import TrainBatches, make_val_loader
 from engine.checkpoint import Checkpointer, load_checkpoint, load_model_state, seed_everything
-from engine.evaluation import evaluate, show_progress
+from engine.validation import evaluate, show_progress
 from engine.preflight import check_files, check_train_sizes, check_val_sizes
 from engine.report import Reporter
-from engine.step import TrainStep, build_optimizer, build_scheduler, compile_model, memory_format, to_device
+from engine.predict import Runtime
+from engine.step import TrainStep, build_optimizer, build_scheduler, to_device
 from evaluation import best_score, build_evaluator
+from evaluation.visualization import dataset_style
 from losses import build_loss
 from models import build_model
 from utils import distributed
@@ -80,7 +82,8 @@ class Trainer:
         self.total_iters = cfg.max_iter or cfg.epochs * self.batches.batches_per_epoch
 
         # ---- Model and optimisation
-        model = build_model(cfg).to(device=device, memory_format=memory_format(cfg))
+        self.runtime = Runtime.of(cfg, device)
+        model = self.runtime.place(build_model(cfg))
         if init_weights:
             load_model_state(model, load_checkpoint(init_weights)["model"], source=init_weights)
         self.optimizer = build_optimizer(cfg, model)
@@ -99,16 +102,18 @@ class Trainer:
         if world_size > 1 and device.type == "cuda" and cfg.sync_bn:
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if cfg.compile:
-            compile_model(model)
+            model.compile_static_parts()
         if world_size > 1:
             # Partial labels leave the layers of tasks no sample of a batch labels unused: DDP must
             # then look for them; with full labels every parameter is used in every step.
             model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                             find_unused_parameters=cfg.ssl_type != "full")
         self.model = model
-        self.step = TrainStep(cfg, model, build_loss(cfg), self.optimizer, device)
+        self.step = TrainStep.of(cfg, model, build_loss(cfg), self.optimizer, device)
         self.evaluator = build_evaluator(cfg, "train")
-        self.reporter = Reporter(cfg, logger, self.total_iters, self.start_iter)
+        self.style = dataset_style(cfg)
+        self.reporter = Reporter(logger, cfg.run_dir, cfg.TASKS.NAMES, self.total_iters, self.start_iter,
+                                 cfg.log_interval, cfg.best_metric)
         self.iteration, self.metrics = self.start_iter, None
         run_header(logger, f"training {cfg.version_name}: {len(self.train_set)} train / {len(self.val_set)} val "
                            f"images, {world_size} process(es) on {device}, {self.total_iters} iterations "
@@ -124,8 +129,7 @@ class Trainer:
         cfg = self.cfg
         if cfg.eval_at_start and self.start_iter == 0:
             # The untrained model's scores: the baseline that shows what training achieved.
-            self.reporter.evaluation(0, evaluate(cfg, self.model, self.val_loader, self.evaluator, self.device),
-                                     untrained=True)
+            self.reporter.evaluation(0, self.evaluate(), untrained=True)
         self.model.train()
         self.reporter.start_clock()
         with StopRequest() as stop:
@@ -165,8 +169,7 @@ class Trainer:
         self.check_finite()
         tb_images = []
         try:
-            self.metrics = evaluate(self.cfg, self.model, self.val_loader, self.evaluator, self.device,
-                                    tb_images=tb_images)
+            self.metrics = self.evaluate(tb_images)
         except DataError as err:
             self.salvage(err)
         self.reporter.evaluation(iteration, self.metrics, tb_images)
@@ -175,6 +178,10 @@ class Trainer:
             self.logger.info(f"new best {self.cfg.best_metric} = {score:.4f}: saved best.pth")
         self.checkpointer.save_last(iteration)
         self.model.train()
+
+    def evaluate(self, tb_images=None):
+        return evaluate(self.model, self.val_loader, self.evaluator, self.runtime, style=self.style,
+                        tb_images=tb_images, tb_count=self.cfg.tb_images)
 
     def check_finite(self):
         """Stop (keeping the last good checkpoint) if any process had a non-finite step."""
@@ -208,19 +215,20 @@ def past_budget(cfg, checkpointer, reached, total_iters):
     model = checkpointer.best_path if os.path.isfile(checkpointer.best_path) else checkpointer.last_path
     return (f"{checkpointer.last_path} is already at iteration {reached}, past this command's last iteration "
             f"{total_iters} ({budget}); a run does not go back: train it further with max_iter above {reached}, "
-            f"evaluate it with --run_mode infer --trained_model {model}, or train {total_iters} iterations in "
+            f"evaluate it with --run_mode infer --checkpoint {model}, or train {total_iters} iterations in "
             f"a new run folder (--opts version_name=NEW_NAME)")
 
 
-def train(cfg, device, logger, command):
-    """Train `cfg`, then print the summary; `command` holds main.py's arguments."""
-    trainer = Trainer(cfg, device, logger, init_weights=command.trained_model)
+def train(cfg, device, logger, init_weights=None, config_exp=None, opts=()):
+    """Train `cfg` (from the weights of the checkpoint `init_weights` when given), then print
+    the summary, whose commands repeat `config_exp` and `opts` (main.py's arguments)."""
+    trainer = Trainer(cfg, device, logger, init_weights=init_weights)
     try:
         metrics = trainer.train()
     finally:
         trainer.close()
     if distributed.is_main_process():
-        trainer.reporter.summary(command, trainer.iteration, trainer.checkpointer, metrics)
+        trainer.reporter.summary(trainer.iteration, trainer.checkpointer, metrics, config_exp, opts)
     return metrics
 
 

@@ -6,9 +6,10 @@ import shlex
 import sys
 import time
 
-from engine.evaluation import show_progress, write_json, write_text
+from engine.validation import show_progress
 from evaluation import format_table, refinement_gain
 from utils import distributed
+from utils.files import atomic_write_json, atomic_write_text
 from utils.progress import progress_bar
 
 
@@ -46,13 +47,14 @@ class Reporter:
     iteration and the time left), evaluations as tables, TensorBoard scalars and images,
     metrics.json after every evaluation."""
 
-    def __init__(self, cfg, logger, total_iters, start_iter):
-        self.cfg, self.logger = cfg, logger
+    def __init__(self, logger, run_dir, tasks, total_iters, start_iter, log_interval, best_metric):
+        self.logger, self.run_dir, self.tasks = logger, run_dir, list(tasks)
         self.total_iters, self.start_iter = total_iters, start_iter
+        self.log_interval, self.best_metric = log_interval, best_metric
         self.writer = None
         if distributed.is_main_process():
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(os.path.join(cfg.run_dir, "tb"))
+            self.writer = SummaryWriter(os.path.join(run_dir, "tb"))
         self.bar = progress_bar(shown=show_progress(), total=total_iters, initial=start_iter, desc="train",
                                 dynamic_ncols=True)
         self.started = time.time()
@@ -63,7 +65,7 @@ class Reporter:
 
     def due(self, iteration):
         """Whether `iteration` gets a log line (so the loop checks the step's finiteness then)."""
-        return (iteration == self.start_iter + 1 or iteration % self.cfg.log_interval == 0
+        return (iteration == self.start_iter + 1 or iteration % self.log_interval == 0
                 or iteration == self.total_iters)
 
     def step(self, iteration, loss, per_task, grad_norm, lr):
@@ -83,7 +85,7 @@ class Reporter:
         left = per_iter * (self.total_iters - iteration)
         # One column per task, '-' where no sample of the batch labels it.
         columns = " ".join(f"{t} {per_task[t].item():7.4f}" if t in per_task else f"{t} {'-':>7}"
-                           for t in self.cfg.TASKS.NAMES)
+                           for t in self.tasks)
         self.logger.info(f"iter {iteration:{len(str(self.total_iters))}d}/{self.total_iters} loss {loss_value:8.4f} "
                          f"lr {lr:.2e} ({per_iter:.2f} s/it, {_duration(left)} left) | {columns}")
 
@@ -92,7 +94,7 @@ class Reporter:
         self.logger.info(f"evaluation at {what}:\n{format_table(metrics)}")
         if self.writer is None:  # not rank 0
             return
-        append_history(os.path.join(self.cfg.run_dir, HISTORY), iteration, metrics)
+        append_history(os.path.join(self.run_dir, HISTORY), iteration, metrics)
         if untrained:
             return
         for tag, value in _scalars({k: v for k, v in metrics.items() if k != "prelim"}, "val"):
@@ -102,8 +104,9 @@ class Reporter:
         for sample_id, drawn in tb_images:
             for task, image in drawn.items():
                 self.writer.add_image(f"val_{sample_id}/{task}", image, iteration, dataformats="HWC")
-        write_json(os.path.join(self.cfg.run_dir, "metrics.json"),
-                   {"iteration": iteration, "checkpoint": os.path.join(self.cfg.run_dir, "last.pth"), **metrics})
+        atomic_write_json(os.path.join(self.run_dir, "metrics.json"),
+                          {"iteration": iteration, "checkpoint": os.path.join(self.run_dir, "last.pth"), **metrics},
+                          indent=2)
 
     def close(self):
         self.bar.close()
@@ -111,9 +114,10 @@ class Reporter:
             self.writer.close()
             self.writer = None
 
-    def summary(self, command, iteration, checkpointer, last_metrics):
-        """Where the results are and what to run next, for the end of a run."""
-        cfg, run_dir = self.cfg, self.cfg.run_dir
+    def summary(self, iteration, checkpointer, last_metrics, config_exp, opts=()):
+        """Where the results are and what to run next, for the end of a run (`config_exp`,
+        `opts`: the run's config file and overrides, repeated in the commands it prints)."""
+        run_dir = self.run_dir
         metrics_path = os.path.join(run_dir, "metrics.json")
         if last_metrics is None and os.path.isfile(metrics_path):
             with open(metrics_path, encoding="utf-8") as handle:
@@ -121,7 +125,7 @@ class Reporter:
         python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
         # The checkpoint to evaluate: best.pth when an evaluation wrote one, else last.pth.
         model = checkpointer.best_path if os.path.isfile(checkpointer.best_path) else checkpointer.last_path
-        opts = f" --opts {shlex.join(command.opts)}" if command.opts else ""
+        opts = f" --opts {shlex.join(opts)}" if opts else ""
         lines = [f"run finished: iteration {iteration}/{self.total_iters}, "
                  f"{(time.time() - self.started) / 60:.1f} min this session; run folder {run_dir}/",
                  f"  last (iteration {(last_metrics or {}).get('iteration', iteration)}): {headline(last_metrics)}  "
@@ -130,13 +134,13 @@ class Reporter:
         if gain:
             lines.append(f"  refinement stage added (final - preliminary, + = better): {gain}")
         if checkpointer.best_iteration is not None:
-            lines.append(f"  best {cfg.best_metric} (iteration {checkpointer.best_iteration}): "
+            lines.append(f"  best {self.best_metric} (iteration {checkpointer.best_iteration}): "
                          f"{headline(checkpointer.best_metrics)}  -> {checkpointer.best_path}")
         lines += [f"  metrics {metrics_path}, log {os.path.join(run_dir, 'log.txt')}, "
                   f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'tb')}",
-                  f"  evaluate:    {python} main.py --config_exp {command.config_exp} --run_mode infer "
-                  f"--trained_model {model}{opts}",
-                  f"  your images: {python} inference.py --ckp_path {model} --image_path IMAGES "
+                  f"  evaluate:    {python} main.py --config_exp {config_exp} --run_mode infer "
+                  f"--checkpoint {model}{opts}",
+                  f"  your images: {python} inference.py --checkpoint {model} --image_path IMAGES "
                   f"--save_dir {os.path.join(run_dir, 'predictions')}"]
         self.logger.info("\n".join(lines))
 
@@ -153,7 +157,7 @@ def append_history(path, iteration, metrics):
     """
     kept = [line for line in read_history(path) if line["iteration"] < iteration]
     kept.append({"iteration": iteration, **metrics})
-    write_text(path, "".join(json.dumps(line) + "\n" for line in kept))
+    atomic_write_text(path, "".join(json.dumps(line) + "\n" for line in kept))
 
 
 def read_history(path):

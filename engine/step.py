@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from engine.predict import Runtime
 from utils.errors import DiffusionMTLError
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -56,46 +57,28 @@ def is_fused(optimizer):
     return bool(optimizer.defaults.get("fused"))
 
 
-def memory_format(cfg):
-    """NHWC (`channels_last: true`, faster convolutions with cuDNN and oneDNN) or NCHW."""
-    return torch.channels_last if cfg.channels_last else torch.contiguous_format
-
-
-def autocast(cfg, device):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                          enabled=bool(cfg.amp) and device.type == "cuda")
-
-
 def compile_model(model):
-    """torch.compile the parts of DiffusionMTL whose shapes do not change from step to step.
-
-    The pair batching gives the denoiser a different number of pairs (and tasks) every
-    step, so the whole forward would recompile; the backbone, the fusion conv and the
-    preliminary decoders see the fixed batch, and the shared denoiser blocks are compiled
-    with a dynamic pair dimension. `nn.Module.compile` keeps the state-dict keys.
-    """
-    model.backbone.compile()
-    model.fuse_conv.compile()
-    for decoder in model.prelim_decoders.values():
-        decoder.compile()
-    if model.denoiser is not None:  # the MTL baseline has no refinement stage
-        for block in model.denoiser.blocks:
-            block.compile(dynamic=True)
-    return model
+    """torch.compile the model's parts whose shapes stay fixed (DiffusionMTL.compile_static_parts)."""
+    return model.compile_static_parts()
 
 
 class TrainStep:
     """`step(batch, task_mask, iteration) -> (loss, per_task, grad_norm)`, all device tensors.
 
+    runtime: an engine.predict.Runtime (device, autocast, memory format); max_norm /
+    norm_type: the gradient clipping (cfg.grad_clip_param); keep_zero_grads: see above.
+    `TrainStep.of(cfg, ...)` reads them from a config.
+
     `batch` is on the device; `task_mask` is the loader's CPU copy (the model derives the
     pair indices from it without a device synchronisation).
     """
 
-    def __init__(self, cfg, model, criterion, optimizer, device):
-        self.cfg, self.model, self.criterion, self.optimizer, self.device = cfg, model, criterion, optimizer, device
-        self.memory_format = memory_format(cfg)
+    def __init__(self, model, criterion, optimizer, runtime, max_norm, norm_type=2.0, keep_zero_grads=False):
+        self.model, self.criterion, self.optimizer, self.runtime = model, criterion, optimizer, runtime
+        self.max_norm, self.norm_type = max_norm, norm_type
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.set_to_none = not cfg.keep_zero_grads
+        self.set_to_none = not keep_zero_grads
+        device = runtime.device
         self.fused = is_fused(optimizer)
         self.skip = torch.zeros((), device=device)  # 1.0: this step is not finite (found_inf)
         self.first_bad_iteration = torch.full((), -1, dtype=torch.int64, device=device)
@@ -104,15 +87,19 @@ class TrainStep:
         if self.fused:
             optimizer.found_inf = self.skip
 
+    @classmethod
+    def of(cls, cfg, model, criterion, optimizer, device):
+        return cls(model, criterion, optimizer, Runtime.of(cfg, device), cfg.grad_clip_param.max_norm,
+                   cfg.grad_clip_param.norm_type, cfg.keep_zero_grads)
+
     def __call__(self, batch, task_mask, iteration):
-        images = batch["image"].contiguous(memory_format=self.memory_format)
-        with autocast(self.cfg, self.device):
+        images = batch["image"].contiguous(memory_format=self.runtime.memory_format)
+        with self.runtime.autocast():
             outputs = self.model(images, task_mask)
             loss, per_task = self.criterion(outputs, batch)
         self.optimizer.zero_grad(set_to_none=self.set_to_none)  # zeros: one foreach (or fused) memset
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip_param.max_norm,
-                                                   self.cfg.grad_clip_param.norm_type, foreach=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm, self.norm_type, foreach=True)
         loss = loss.detach()
         bad = ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
         self._record(bad, iteration, loss, grad_norm)

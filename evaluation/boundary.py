@@ -1,4 +1,4 @@
-"""Boundary ODS F-measure with the BSDS protocol, in Python (README, "Metrics").
+"""Boundary ODS F-measure with the BSDS protocol, in Python (docs/metrics.md).
 
 Per image and threshold t (BSDS: N thresholds evenly spaced in (0, 1), 1/(N+1) ..
 N/(N+1)): binarise p >= t, thin to 1 px (Guo-Hall, as skimage.morphology.thin), match
@@ -36,7 +36,7 @@ identical for any worker count.
 Thinning is utils.thinning's (skimage's `thin`, pixel for pixel, tested).
 
 A 512x512 image costs a second or two of CPU at 99 thresholds (benchmarks/boundary.py,
-README "Evaluation cost"); images are evaluated in a pool of worker processes (started
+docs/metrics.md, "Boundary evaluation cost"); images are evaluated in a pool of worker processes (started
 with forkserver, so it is safe inside a torchrun / CUDA process) that is created once
 and reused; `update` only submits work, and the counts are collected when the state is
 read.

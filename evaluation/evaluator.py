@@ -21,10 +21,7 @@ from data.transforms import content_windows
 from evaluation.delta_m import delta_m
 from evaluation.postprocess import activate
 from utils.errors import ConfigError
-from utils.tasks import TASK_ORDER
-
-# Metric names where lower is better (best_score negates them).
-LOWER_IS_BETTER = {"mErr", "rmse", "absErr", "relErr"}
+from utils.tasks import LOWER_IS_BETTER, TASK_ORDER, metric_sign
 
 
 class MultiTaskEvaluator:
@@ -97,11 +94,6 @@ class MultiTaskEvaluator:
                 meter.close()
 
 
-def _sign(metric):
-    """+1 where higher is better, -1 where lower is better."""
-    return -1.0 if metric in LOWER_IS_BETTER else 1.0
-
-
 def refinement_gain(metrics):
     """What the refinement stage added: {task: {metric: final - prelim}} signed so that a
     positive value is an improvement (prelim - final for lower-is-better metrics), plus
@@ -109,7 +101,7 @@ def refinement_gain(metrics):
     prelim = metrics.get("prelim")
     if not prelim:
         return {}
-    gain = {task: {name: _sign(name) * (value - prelim[task][name]) for name, value in values.items()}
+    gain = {task: {name: metric_sign(name) * (value - prelim[task][name]) for name, value in values.items()}
             for task, values in metrics.items() if task in prelim and task != "delta_m"}
     if "delta_m" in metrics and "delta_m" in prelim:
         gain["delta_m"] = metrics["delta_m"] - prelim["delta_m"]

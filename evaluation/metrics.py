@@ -1,4 +1,4 @@
-"""Streaming dense-prediction metrics (README, Metrics) whose states are sums.
+"""Streaming dense-prediction metrics (docs/metrics.md) whose states are sums.
 
 Every meter keeps its state as a few CPU tensors (int64 counts, float64 sums) whose
 shapes depend only on the configuration, so ranks can all-reduce them with SUM and
@@ -119,29 +119,32 @@ class SaliencyMeter(StreamingMeter):
         return {"maxF": f_measure.max().item() * 100}
 
 
-class NormalsMeter(StreamingMeter):
-    """Angular error (degrees) between unit vectors, pooled over the valid pixels of the split.
+class PooledErrorMeter(StreamingMeter):
+    """Base of the meters that pool per-pixel errors over every valid pixel of the split
+    (not per image or per batch): the state is the float64 sum of each per-pixel term
+    (`TERMS`) and the int64 pixel count; `compute()` turns the means into the metrics.
+    A subclass defines `pixel_terms` and `metrics`."""
 
-    A pixel is valid when no target channel is the ignore value and the target vector is
-    non-zero; both vectors are normalised and the dot product clamped to [-1, 1] before
-    acos (in float64). Reports the mean ("mErr") and the root mean square ("rmse").
-    """
+    TERMS = ()  # the summed per-pixel terms, in the order `pixel_terms` returns them
+    NAMES = ()  # the metrics reported, in the order tables print them
 
     def __init__(self, ignore_index):
         self.ignore_index = ignore_index
-        self.sums = torch.zeros(2, dtype=torch.float64)  # sum of error, sum of squared error
+        self.sums = torch.zeros(len(self.TERMS), dtype=torch.float64)
         self.count = torch.zeros(1, dtype=torch.int64)
 
+    def pixel_terms(self, prediction, target, sizes):
+        """One float64 (N,) tensor per entry of `TERMS`, N = the valid pixels of the batch."""
+        raise NotImplementedError
+
+    def metrics(self, means):
+        """{metric: value} from {term: mean over the split's valid pixels}."""
+        raise NotImplementedError
+
     def update(self, prediction, target, sizes):
-        # prediction, target: (B, 3, H, W)
-        valid = image_region(sizes, *target.shape[2:], target.device) & (target != self.ignore_index).all(1)
-        target = target.permute(0, 2, 3, 1)[valid].double()  # (N, 3)
-        prediction = prediction.permute(0, 2, 3, 1)[valid].double()
-        nonzero = target.norm(dim=1) > 0
-        cosine = (F.normalize(prediction[nonzero], dim=1) * F.normalize(target[nonzero], dim=1)).sum(1)
-        error = torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0)))
-        self.sums += torch.stack([error.sum(), error.square().sum()]).cpu()
-        self.count += error.numel()
+        terms = self.pixel_terms(prediction, target, sizes)
+        self.sums += torch.stack([term.sum() for term in terms]).cpu()
+        self.count += terms[0].numel()
 
     def state_tensors(self):
         return [self.sums, self.count]
@@ -149,8 +152,34 @@ class NormalsMeter(StreamingMeter):
     def compute(self):
         count = int(self.count)
         if count == 0:
-            return {"mErr": math.nan, "rmse": math.nan}
-        return {"mErr": self.sums[0].item() / count, "rmse": math.sqrt(self.sums[1].item() / count)}
+            return {name: math.nan for name in self.NAMES}
+        values = self.metrics({term: total / count for term, total in zip(self.TERMS, self.sums.tolist())})
+        return {name: values[name] for name in self.NAMES}
+
+
+class NormalsMeter(PooledErrorMeter):
+    """Angular error (degrees) between unit vectors, pooled over the valid pixels of the split.
+
+    A pixel is valid when no target channel is the ignore value and the target vector is
+    non-zero; both vectors are normalised and the dot product clamped to [-1, 1] before
+    acos (in float64). Reports the mean ("mErr") and the root mean square ("rmse").
+    """
+
+    TERMS = ("error", "squared_error")
+    NAMES = ("mErr", "rmse")
+
+    def pixel_terms(self, prediction, target, sizes):
+        # prediction, target: (B, 3, H, W)
+        valid = image_region(sizes, *target.shape[2:], target.device) & (target != self.ignore_index).all(1)
+        target = target.permute(0, 2, 3, 1)[valid].double()  # (N, 3)
+        prediction = prediction.permute(0, 2, 3, 1)[valid].double()
+        nonzero = target.norm(dim=1) > 0
+        cosine = (F.normalize(prediction[nonzero], dim=1) * F.normalize(target[nonzero], dim=1)).sum(1)
+        error = torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0)))
+        return error, error.square()
+
+    def metrics(self, means):
+        return {"mErr": means["error"], "rmse": math.sqrt(means["squared_error"])}
 
 
 def measured_depth(prediction, target, sizes, ignore_index):
@@ -162,7 +191,7 @@ def measured_depth(prediction, target, sizes, ignore_index):
     return prediction[valid].double(), target[valid].double()
 
 
-class DepthMeter(StreamingMeter):
+class DepthMeter(PooledErrorMeter):
     """Depth errors pooled over the valid pixels of the split (MTAN / MTPSL, InvPT):
     absErr = mean |p - t|, relErr = mean |p - t| / t, rmse = sqrt(mean (p - t)^2), over the
     pixels whose target is > 0 (measured) and not the ignore value. Lower is better for all.
@@ -170,30 +199,17 @@ class DepthMeter(StreamingMeter):
     layout (the paper's NYUD protocol), rmse on the multi-task (InvPT) layout.
     """
 
+    TERMS = ("abs_error", "rel_error", "squared_error")
     NAMES = ("rmse", "absErr", "relErr")  # columns, in the order tables print them
 
-    def __init__(self, ignore_index):
-        self.ignore_index = ignore_index
-        self.sums = torch.zeros(3, dtype=torch.float64)  # sum |e|, sum |e| / t, sum e^2
-        self.count = torch.zeros(1, dtype=torch.int64)
-
-    def update(self, prediction, target, sizes):
+    def pixel_terms(self, prediction, target, sizes):
         # prediction: (B, H, W); target: (B, 1, H, W), same unit (metres or inverse depth)
         prediction, truth = measured_depth(prediction, target, sizes, self.ignore_index)
         error = (prediction - truth).abs()
-        self.sums += torch.stack([error.sum(), (error / truth).sum(), error.square().sum()]).cpu()
-        self.count += error.numel()
+        return error, error / truth, error.square()
 
-    def state_tensors(self):
-        return [self.sums, self.count]
-
-    def compute(self):
-        count = int(self.count)
-        if count == 0:
-            return {name: math.nan for name in self.NAMES}
-        abs_sum, rel_sum, square_sum = self.sums.tolist()
-        values = {"absErr": abs_sum / count, "relErr": rel_sum / count, "rmse": math.sqrt(square_sum / count)}
-        return {name: values[name] for name in self.NAMES}
+    def metrics(self, means):
+        return {"absErr": means["abs_error"], "relErr": means["rel_error"], "rmse": math.sqrt(means["squared_error"])}
 
 
 class InverseDepthMeter(DepthMeter):

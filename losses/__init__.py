@@ -13,10 +13,7 @@ def build_loss(cfg):
         if task == "edge":
             kwargs["pos_weight"] = cfg.task_dictionary.edge_w
         task_losses[task] = partial(TASK_LOSSES[task], **kwargs)
-    # The MTL baseline's final output is its preliminary prediction: counting it a second
-    # time would only scale its loss by (1 + prelim_weight).
-    prelim_weight = 0.0 if cfg.model_kwargs.variant == "baseline" else cfg.loss_kwargs.prelim_weight
-    return MultiTaskLoss(cfg.TASKS.NAMES, task_losses, cfg.loss_kwargs.loss_weights, prelim_weight)
+    return MultiTaskLoss(cfg.TASKS.NAMES, task_losses, cfg.loss_kwargs.loss_weights, cfg.loss_kwargs.prelim_weight)
 
 
 __all__ = ["build_loss", "MultiTaskLoss", "TASK_LOSSES"]

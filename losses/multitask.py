@@ -5,8 +5,9 @@ For each sample b and each task t it labels:
 the sample's sum is rescaled by (#tasks / #tasks labelled for b), and the batch loss is
 the mean over samples. Losses are computed only for the labelled (sample, task) pairs,
 one batched call per task: unlabelled pairs cost nothing and get no gradient.
-The MTL baseline (no refinement: final is prelim) is built with prelim_weight 0
-(losses.build_loss), so its one prediction is counted once.
+A model without a refinement stage (the MTL baseline) returns its preliminary prediction
+as the final one (`outputs["final"] is outputs["prelim"]`): that one prediction is counted
+once, with weight w_t.
 """
 import torch
 from torch import nn
@@ -46,6 +47,7 @@ class MultiTaskLoss(nn.Module):
             task_mask = torch.ones(any_output.shape[0], len(self.tasks), dtype=torch.bool)
         batch_size, num_tasks = task_mask.shape
         labelled = self._labelled(outputs, task_mask.bool())
+        prelim_weight = 0.0 if outputs["final"] is outputs["prelim"] else self.prelim_weight
         if not labelled:  # no sample labels any task: nothing to learn from this batch
             return torch.zeros((), requires_grad=True), {}
 
@@ -57,7 +59,7 @@ class MultiTaskLoss(nn.Module):
             target = batch[task].to(device)[idx]
             loss = self.task_losses[task](final, target)  # (n,)
             per_task[task] = loss.detach().mean()
-            if self.prelim_weight > 0:
-                loss = loss + self.prelim_weight * self.task_losses[task](prelim, target)
+            if prelim_weight > 0:
+                loss = loss + prelim_weight * self.task_losses[task](prelim, target)
             total = total + self.loss_weights[task] * (loss * rescale[idx]).sum()
         return total / batch_size, per_task

@@ -1,6 +1,6 @@
 """Convert the public release's checkpoint into this project's checkpoint format.
 
-    python -m models.convert_official --src official.pth --dst ours.pth \
+    python -m models.convert_official --checkpoint official.pth --dst ours.pth \
         [--config configs/pascal/resnet18_feature_official.yml]
 
 The source is read with `weights_only=True`; its state dict may sit at the top level or
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from models import build_model
-from engine.checkpoint import save_checkpoint
-from utils.cli import HelpFormatter
+from utils.checkpoint_io import save_checkpoint
+from utils.cli import HelpFormatter, add_checkpoint_argument, require
 from utils.config import load_config
 from utils.errors import CheckpointError, DiffusionMTLError
 
@@ -108,13 +108,14 @@ def target_shapes(config_path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--src", required=True, help="the public release's .pth file")
+    add_checkpoint_argument(parser, "the public release's .pth file; required", old=("--src",))
     parser.add_argument("--dst", required=True, help="where to write our checkpoint")
     parser.add_argument("--config_exp", "--config", dest="config", default=str(DEFAULT_CONFIG),
                         help="config of the target model")
     args = parser.parse_args(argv)
+    require(parser, args, "checkpoint")
     try:
-        converted = convert_state_dict(load_official(args.src), target_shapes(args.config))
+        converted = convert_state_dict(load_official(args.checkpoint), target_shapes(args.config))
         save_checkpoint(args.dst, {"model": converted})
     except DiffusionMTLError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -2,16 +2,13 @@
 
     image -> backbone -> fused map (stride fuse_stride, embed_dim)
           -> per task: preliminary decoder -> feature f_t -> 1x1 head -> preliminary p_t
-          -> condition c = conv(concat of the detached p_t of all tasks)   (multi-task conditioning)
-          -> per labelled (sample, task) pair: x_T = q_sample(f_t or p_t), then T reverse steps
-             x0 = denoiser(x_t, c, t), x_{t-1} = posterior step (models/diffusion)
-          -> final prediction (1x1 head for feature diffusion), upsampled to the image size.
+          -> refinement stage (models/mtdnet.py: multi-task condition, reverse chain, head)
+          -> final prediction, upsampled to the image size.
 
-The reverse chain is unrolled and trained end to end with the task losses, as in the public release.
-Partial labels: the chain runs only for the pairs `task_mask` selects, all pairs of a step
-in one denoiser call (pairs grouped by task, see models/denoiser.py), and the outputs hold
-only those pairs (`outputs["pairs"]` gives their sample indices), so the preliminary and
-final maps are upsampled to the image size only where the loss reads them.
+Partial labels: with a `task_mask` the refinement stage runs only for the labelled
+(sample, task) pairs, and the outputs hold only those pairs (`outputs["pairs"]` gives
+their sample indices), so the maps are upsampled to the image size only where the loss
+reads them. The paper's MTL baseline is this model without the refinement stage.
 
 Difference from the release, off by default: `refine_residual_norm` makes each task's output
 stack in the denoiser a residual block with a GroupNorm-ed branch, so that the refined
@@ -19,13 +16,19 @@ normals do not collapse to one direction (models/denoiser.py).
 """
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from models.denoiser import Denoiser
+from models.mtdnet import MTDNet
+
+VARIANTS = ("feature", "prediction", "baseline")
+# The refinement stage's modules keep the release's names at the top of the state dict
+# ("denoiser.blocks.0...", not "refinement.denoiser.blocks.0..."): checkpoints of either
+# layout, and the converted official checkpoint, load unchanged.
+REFINEMENT = "refinement."
+FLAT_KEYS = ("condition_conv.", "diffusion.", "denoiser.")
 
 
 def resize(x, size):
@@ -38,12 +41,10 @@ def resize(x, size):
 class DiffusionMTL(nn.Module):
     """See the module docstring; `forward(images, task_mask=None)` follows docs/conventions.md.
 
-    conditioning "none" (ablation): no condition conv; each pair is conditioned on its own
-    task's detached preliminary feature f_t instead of the predictions of all tasks.
-    diffusion None (ablation): the same network as a plain iterative refiner; no noise,
-    the chain starts from f_t (or p_t) and each step's output feeds the next.
-    variant "baseline" (the paper's MTL baseline): no refinement stage at all (no condition
-    conv, no denoiser); "final" is the preliminary prediction itself.
+    variant "feature" / "prediction": the refinement stage (MTDNet) diffuses f_t / p_t;
+    "baseline" (the paper's MTL baseline): no refinement stage, "final" is the preliminary
+    prediction itself (the same dict). `conditioning`, `diffusion` and the denoiser's sizes
+    go to MTDNet.
     """
 
     def __init__(self, backbone, num_outputs, diffusion, num_timesteps, embed_dim=512, fuse_stride=8,
@@ -51,26 +52,22 @@ class DiffusionMTL(nn.Module):
                  num_heads=4, mlp_ratio=4.0, token_stride=4, head_convs=3, eval_noise="zero", eval_seed=0,
                  refine_residual_norm=False):
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
         self.tasks = list(num_outputs)
-        self.num_timesteps = num_timesteps
         self.fuse_stride = fuse_stride
-        self.variant = variant
-        self.eval_noise = eval_noise
-        self.eval_seed = eval_seed
 
         self.backbone = backbone
         self.fuse_conv = nn.Conv2d(sum(backbone.out_channels), embed_dim, 3, padding=1)
         self.prelim_decoders = nn.ModuleDict({
             t: nn.Sequential(*[BasicBlock(embed_dim, embed_dim) for _ in range(prelim_blocks)]) for t in self.tasks})
         self.prelim_heads = nn.ModuleDict({t: nn.Conv2d(embed_dim, c, 1) for t, c in num_outputs.items()})
-        refines = variant != "baseline"
-        self.condition_conv = (nn.Conv2d(sum(num_outputs.values()), embed_dim, 3, padding=1)
-                               if refines and conditioning == "multitask" else None)
-        self.diffusion = diffusion if refines else None
-        in_channels = num_outputs if variant == "prediction" else {t: embed_dim for t in self.tasks}
-        self.denoiser = Denoiser(in_channels, num_outputs, embed_dim, denoiser_depth, num_heads, mlp_ratio,
-                                 token_stride, head_convs, predicts_maps=variant == "prediction",
-                                 residual_norm=refine_residual_norm) if refines else None
+        self.refinement = None if variant == "baseline" else MTDNet(
+            num_outputs, embed_dim, diffusion, num_timesteps, diffuse=variant, conditioning=conditioning,
+            denoiser_depth=denoiser_depth, num_heads=num_heads, mlp_ratio=mlp_ratio, token_stride=token_stride,
+            head_convs=head_convs, residual_norm=refine_residual_norm, eval_noise=eval_noise, eval_seed=eval_seed)
+        self.register_state_dict_post_hook(_flatten_refinement_keys)
+        self.register_load_state_dict_pre_hook(_nest_refinement_keys)
 
     # ----------------------------------------------------------------- preliminary stage
     def forward_preliminary(self, images):
@@ -83,12 +80,12 @@ class DiffusionMTL(nn.Module):
         prelim = {t: self.prelim_heads[t](features[t]) for t in self.tasks}  # (B, C_t, h/8, w/8)
         return features, prelim
 
-    # ----------------------------------------------------------------- pairs and condition
-    def _pairs(self, task_mask, batch_size, device):
-        """{task: sample indices (n_task,)} of the pairs to refine; tasks with no pair are left out.
+    def pairs(self, task_mask, batch_size, device):
+        """{task: sample indices (n_task,)} of the pairs to predict; tasks with no pair are left out.
 
-        The indices are computed where `task_mask` lives: a CPU mask (as the data loader
-        gives it) costs no device synchronisation.
+        Every sample for every task without a mask. The indices are computed where
+        `task_mask` lives: a CPU mask (as the data loader gives it) costs no device
+        synchronisation.
         """
         if task_mask is None:
             every = torch.arange(batch_size, device=device)
@@ -99,66 +96,54 @@ class DiffusionMTL(nn.Module):
         return {t: idx.to(device, non_blocking=True)
                 for t, idx in zip(self.tasks, sample_idx.split(counts)) if len(idx)}
 
-    def _condition_tokens(self, features, prelim, pairs):
-        """Condition tokens of every pair, stacked in pair order. -> (N, L, D)"""
-        if self.condition_conv is None:  # ablation: the pair's own task feature
-            return torch.cat([self.denoiser.tokenize(features[t].detach())[idx] for t, idx in pairs.items()])
-        condition = self.condition_conv(torch.cat([prelim[t].detach() for t in self.tasks], dim=1))
-        tokens = self.denoiser.tokenize(condition)  # (B, L, D)
-        return tokens[torch.cat(list(pairs.values()))]
-
-    # ----------------------------------------------------------------- reverse chain
-    def _noise(self, task, like, step):
-        """Training: fresh noise. Evaluation: zeros, or a field drawn from (eval_seed, step, task)
-        that is the same for every sample, so a sample's output does not depend on its batch."""
-        if self.training:
-            return torch.randn(like.shape, device=like.device, dtype=like.dtype)  # whatever the memory format
-        if self.eval_noise == "zero":
-            return torch.zeros_like(like)
-        seed = np.random.SeedSequence([self.eval_seed, step, self.tasks.index(task)]).generate_state(1)[0]
-        field = torch.randn(like.shape[1:], generator=torch.Generator().manual_seed(int(seed)))
-        return field.to(device=like.device, dtype=like.dtype).expand_as(like)
-
-    def _reverse_chain(self, start, condition_tokens):
-        """start: {task: x0 = f_t or p_t of its pairs}. -> {task: refined x0} after T steps."""
-        if self.diffusion is None:  # plain iterative refinement
-            x = start
-            for t in reversed(range(self.num_timesteps)):
-                x = self.denoiser(x, condition_tokens, t)
-            return x
-        last = self.num_timesteps - 1
-        # x_T ~ q(x_T | x_0); the noise of the start is keyed as step T
-        x = {k: self.diffusion.q_sample(v, last, self._noise(k, v, last + 1)) for k, v in start.items()}
-        for t in reversed(range(self.num_timesteps)):
-            x0_pred = self.denoiser(x, condition_tokens, t)
-            if t == 0:  # the posterior mean at t = 0 is x0_pred itself
-                return x0_pred
-            x = {k: self.diffusion.p_step(x0_pred[k], x[k], t, self._noise(k, x[k], t)) for k in x}
-
     # ----------------------------------------------------------------- forward
     def forward(self, images, task_mask=None):
-        batch_size, _, height, width = images.shape
-        size = (height, width)
+        """-> {"final": {task: map}, "prelim": {task: map}} at the image size, every sample;
+        with a task_mask only the labelled pairs' rows, and "pairs" their sample indices."""
+        size = images.shape[-2:]
         features, prelim = self.forward_preliminary(images)
-        pairs = self._pairs(task_mask, batch_size, images.device)
-        if self.denoiser is None:  # MTL baseline: the preliminary prediction is the output
-            if task_mask is None:
-                prelim = {t: resize(prelim[t], size) for t in self.tasks}
-                return {"final": prelim, "prelim": prelim}
-            prelim = {t: resize(prelim[t][idx], size) for t, idx in pairs.items()}
-            return {"final": prelim, "prelim": prelim, "pairs": pairs}
-        refined = {}
-        if pairs:
-            condition_tokens = self._condition_tokens(features, prelim, pairs)
-            start_maps = prelim if self.variant == "prediction" else features
-            refined = self._reverse_chain({t: start_maps[t][idx] for t, idx in pairs.items()}, condition_tokens)
-            if self.variant == "feature":
-                refined = self.denoiser.head(refined)
+        pairs = self.pairs(task_mask, len(images), images.device)
+        selected = prelim if task_mask is None else {t: prelim[t][idx] for t, idx in pairs.items()}
+        outputs = {"prelim": {t: resize(p, size) for t, p in selected.items()}}
+        outputs["final"] = (outputs["prelim"] if self.refinement is None else
+                            {t: resize(r, size) for t, r in self.refinement(features, prelim, pairs).items()})
+        if task_mask is not None:
+            outputs["pairs"] = pairs
+        return outputs
 
-        if task_mask is None:  # every task for every sample
-            return {"final": {t: resize(refined[t], size) for t in self.tasks},
-                    "prelim": {t: resize(prelim[t], size) for t in self.tasks}}
-        # Training: only the labelled pairs, so only what the loss reads is upsampled.
-        return {"final": {t: resize(refined[t], size) for t in pairs},
-                "prelim": {t: resize(prelim[t][idx], size) for t, idx in pairs.items()},
-                "pairs": pairs}
+    def compile_static_parts(self):
+        """torch.compile the parts whose shapes do not change from step to step.
+
+        The pair batching gives the denoiser a different number of pairs (and tasks) every
+        step, so the whole forward would recompile; the backbone, the fusion conv and the
+        preliminary decoders see the fixed batch, and the shared denoiser blocks are compiled
+        with a dynamic pair dimension. `nn.Module.compile` keeps the state-dict keys.
+        """
+        self.backbone.compile()
+        self.fuse_conv.compile()
+        for decoder in self.prelim_decoders.values():
+            decoder.compile()
+        if self.refinement is not None:
+            for block in self.refinement.denoiser.blocks:
+                block.compile(dynamic=True)
+        return self
+
+
+def _flatten_refinement_keys(module, state_dict, prefix, local_metadata):
+    """state_dict() hook: "refinement.denoiser.x" -> "denoiser.x" (the release's names)."""
+    nested = prefix + REFINEMENT
+    for key in [k for k in state_dict if k.startswith(nested)]:
+        state_dict[prefix + key[len(nested):]] = state_dict.pop(key)
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        for key in [k for k in metadata if k.startswith(nested)]:
+            metadata[prefix + key[len(nested):]] = metadata.pop(key)
+
+
+def _nest_refinement_keys(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                          error_msgs):
+    """load_state_dict() hook: the release's "denoiser.x" -> "refinement.denoiser.x"."""
+    if module.refinement is None:
+        return  # the baseline: such keys are unexpected and reported as such
+    for key in [k for k in state_dict if k.startswith(tuple(prefix + name for name in FLAT_KEYS))]:
+        state_dict[prefix + REFINEMENT + key[len(prefix):]] = state_dict.pop(key)

@@ -44,7 +44,7 @@ def test_train_infer_and_inference_on_synthetic_cityscapes(cityscapes_db, tiny_o
     assert "absErr" in proc.stdout and "7 train / 3 val images" in proc.stdout
     assert torch.load(run_dir / "last.pth", map_location="cpu", weights_only=True)["iteration"] == 4
 
-    run(["main.py", "--config_exp", CONFIG, "--run_mode", "infer", "--trained_model", str(run_dir / "best.pth"),
+    run(["main.py", "--config_exp", CONFIG, "--run_mode", "infer", "--checkpoint", str(run_dir / "best.pth"),
          "--opts"] + opts + ["eval_kwargs.save_predictions=true"])
     infer_dir = run_dir / "infer"
     infer_metrics = json.loads((infer_dir / "metrics.json").read_text())
@@ -57,7 +57,7 @@ def test_train_infer_and_inference_on_synthetic_cityscapes(cityscapes_db, tiny_o
 
     image = (np.load(db_root / "cityscapes" / "val" / "image" / "1.npy") * 255).round().astype(np.uint8)
     Image.fromarray(image).save(tmp_path / "street.png")
-    run(["inference.py", "--config_path", CONFIG, "--ckp_path", str(run_dir / "best.pth"), "--image_path",
+    run(["inference.py", "--config_path", CONFIG, "--checkpoint", str(run_dir / "best.pth"), "--image_path",
          str(tmp_path / "street.png"), "--save_dir", str(tmp_path / "pred"), "--device", "cpu",
          "--opts"] + opts)
     drawn = Image.open(tmp_path / "pred" / "semseg" / "street.png")

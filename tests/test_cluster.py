@@ -18,7 +18,7 @@ from utils.errors import CheckpointError, UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH_VARS = ("NGPUS", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES", "RUN_MODE",
-               "TRAINED_MODEL", "CONFIG", "DEMO_DATA")
+               "TRAINED_MODEL", "CHECKPOINT", "CONFIG", "DEMO_DATA")
 
 
 class FakeBin:

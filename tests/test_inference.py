@@ -11,6 +11,7 @@ from easydict import EasyDict
 from PIL import Image
 from torch import nn
 
+import engine.predict
 import inference
 import main
 from data.synthetic import generate
@@ -70,7 +71,7 @@ def test_cli_on_a_folder_with_a_corrupt_file(setup, tiny_opts, tmp_path):
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (images / "notes.txt").write_text("not an image, not an input")
     command = [sys.executable, os.path.join(ROOT, "inference.py"), "--config_path", CONFIG,
-               "--ckp_path", setup["checkpoint"], "--image_path", str(images), "--save_dir",
+               "--checkpoint", setup["checkpoint"], "--image_path", str(images), "--save_dir",
                str(tmp_path / "out"), "--device", "cpu", "--batch_size", "2", "--opts", *tiny_opts]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300,
                             env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
@@ -135,14 +136,15 @@ class PaddingMarker(nn.Module):
         valid = (images.abs().sum(dim=1, keepdim=True) > 0).float()  # padding is exactly 0
         logits = torch.cat([torch.zeros_like(valid), valid, torch.zeros_like(valid).repeat(1, 3, 1, 1),
                             1 - valid] + [torch.zeros_like(valid)] * 15, dim=1) * 10
-        return {"final": {"semseg": logits}}
+        return {"final": {"semseg": logits}, "prelim": {"semseg": logits}}
 
 
 def test_padding_is_cropped_before_resizing_back(setup):
     cfg = setup["cfg"]
     image = np.full((30, 90, 3), 200, np.uint8)  # resized to 21 x 64 inside the 64 x 64 input
     assert inference.fit_size(30, 90, cfg.val_size) == (21, 64)
-    semseg_only = EasyDict({"val_size": cfg.val_size, "TASKS": {"NAMES": ["semseg"]}})
+    semseg_only = EasyDict({"val_size": cfg.val_size, "amp": False, "channels_last": False,
+                            "TASKS": {"NAMES": ["semseg"]}})
     semseg = inference.predict(PaddingMarker(), semseg_only, [image], torch.device("cpu"))[0]["semseg"]
     assert semseg.shape == (30, 90) and (semseg == 1).all()
 
@@ -161,7 +163,7 @@ def test_a_validation_image_gets_the_same_prediction_from_run_mode_infer(setup, 
     db_root = generate("pascal", str(tmp_path / "db"), n_train=2, n_val=2, size=(40, 52), seed=0)
     opts = [*tiny_opts, f"db_root={tmp_path / 'db'}", f"output_dir={tmp_path / 'runs'}", "valBatch=1",
             "channels_last=false", "eval_kwargs.save_predictions=true"]
-    status = main.main(["--config_exp", CONFIG, "--run_mode", "infer", "--trained_model", setup["checkpoint"],
+    status = main.main(["--config_exp", CONFIG, "--run_mode", "infer", "--checkpoint", setup["checkpoint"],
                         "--device", "cpu", "--opts", *opts])
     assert status == 0
     evaluated = tmp_path / "runs" / "demo" / "infer" / "predictions"
@@ -176,6 +178,38 @@ def test_a_validation_image_gets_the_same_prediction_from_run_mode_infer(setup, 
             name = f"{os.path.splitext(os.path.basename(path))[0]}.png"
             assert (evaluated / task / name).read_bytes() == (tmp_path / "inferred" / task / name).read_bytes(), \
                 (task, name)
+
+
+def test_with_bf16_autocast_run_mode_infer_and_inference_write_the_same_pngs(setup, tiny_cfg, tiny_opts, tmp_path,
+                                                                              monkeypatch):
+    """`amp: true` and `channels_last: true` (every vitb_* config on a GPU): autocast is forced
+    on the CPU here (bf16, as on a GPU), and both paths predict through engine.predict, so a
+    validation image gets the same PNGs from run_mode=infer and from inference.py."""
+    monkeypatch.setattr(engine.predict, "AUTOCAST_DEVICES", ("cuda", "cpu"))
+    db_root = generate("pascal", str(tmp_path / "db"), n_train=2, n_val=2, size=(40, 52), seed=0)
+    amp = ["amp=true", "channels_last=true"]
+    opts = [*tiny_opts, *amp, f"db_root={tmp_path / 'db'}", f"output_dir={tmp_path / 'runs'}", "valBatch=1",
+            "eval_kwargs.save_predictions=true"]
+    status = main.main(["--config_exp", CONFIG, "--run_mode", "infer", "--checkpoint", setup["checkpoint"],
+                        "--device", "cpu", "--opts", *opts])
+    assert status == 0
+    evaluated = tmp_path / "runs" / "demo" / "infer" / "predictions"
+    val_ids = sorted(path.stem for path in (evaluated / "semseg").glob("*.png"))
+    paths = [str(tmp_path / "db" / db_root / "JPEGImages" / f"{sample_id}.jpg") for sample_id in val_ids]
+    assert len(paths) == 2
+    bf16_cfg = tiny_cfg(*amp)
+    assert bf16_cfg.amp and engine.predict.Runtime.of(bf16_cfg, "cpu").autocast_enabled
+    model = inference.load_model(bf16_cfg, setup["checkpoint"], torch.device("cpu"))
+    inference.run(model, bf16_cfg, paths, str(tmp_path / "bf16"), torch.device("cpu"), progress=False)
+    inference.run(setup["model"], setup["cfg"], paths, str(tmp_path / "fp32"), torch.device("cpu"), progress=False)
+    differs_from_fp32 = []
+    for task in TASKS:
+        for sample_id in val_ids:
+            name = f"{sample_id}.png"
+            bf16 = (tmp_path / "bf16" / task / name).read_bytes()
+            assert (evaluated / task / name).read_bytes() == bf16, (task, name)
+            differs_from_fp32.append(bf16 != (tmp_path / "fp32" / task / name).read_bytes())
+    assert any(differs_from_fp32)  # bf16 did run: its predictions are not float32's
 
 
 def test_output_names_never_collide():
@@ -196,7 +230,7 @@ def run_main(capsys, tiny_opts):
 
 def test_missing_checkpoint_is_one_line_and_status_2(setup, tmp_path, run_main):
     Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.jpg")
-    status, captured = run_main("--ckp_path", str(tmp_path / "nope.pth"),
+    status, captured = run_main("--checkpoint", str(tmp_path / "nope.pth"),
                                 "--image_path", str(tmp_path / "coffee.jpg"), "--save_dir", str(tmp_path / "out"))
     assert status == 2
     assert captured.err.strip().count("\n") == 0 and "checkpoint not found" in captured.err
@@ -206,14 +240,14 @@ def test_missing_checkpoint_is_one_line_and_status_2(setup, tmp_path, run_main):
 def test_checkpoint_of_another_config_is_one_line_and_status_2(setup, tiny_cfg, tmp_path, run_main):
     Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.jpg")
     other = save_random_checkpoint(str(tmp_path / "wide.pth"), tiny_cfg("model_kwargs.embed_dim=24"))
-    status, captured = run_main("--ckp_path", other, "--image_path", str(tmp_path / "coffee.jpg"),
+    status, captured = run_main("--checkpoint", other, "--image_path", str(tmp_path / "coffee.jpg"),
                                 "--save_dir", str(tmp_path / "out"))
     assert status == 2
     assert captured.err.strip().count("\n") == 0 and "does not match the model" in captured.err
 
 
 def test_folder_without_images_is_status_2(setup, tmp_path, run_main):
-    status, captured = run_main("--ckp_path", setup["checkpoint"], "--image_path", str(tmp_path),
+    status, captured = run_main("--checkpoint", setup["checkpoint"], "--image_path", str(tmp_path),
                                 "--save_dir", str(tmp_path / "out"))
     assert status == 2 and "no image files" in captured.err
 
@@ -262,7 +296,7 @@ def test_with_targets_draws_the_ground_truth_of_a_validation_image(setup, pascal
 
     def overview(image, *flags):
         out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
-        status = inference.main(["--config_path", CONFIG, "--device", "cpu", "--no_progress", "--ckp_path",
+        status = inference.main(["--config_path", CONFIG, "--device", "cpu", "--no_progress", "--checkpoint",
                                  setup["checkpoint"], "--image_path", str(image), "--save_dir", str(out), *flags,
                                  "--opts", *tiny_opts, f"db_root={pascal_db.db_root}"])
         assert status == 0, capsys.readouterr().err
@@ -283,7 +317,7 @@ def test_with_targets_names_what_it_cannot_match(setup, tiny_opts, pascal_db, tm
     Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.jpg")
 
     def run(db_root):
-        status = inference.main(["--config_path", CONFIG, "--device", "cpu", "--no_progress", "--ckp_path",
+        status = inference.main(["--config_path", CONFIG, "--device", "cpu", "--no_progress", "--checkpoint",
                                  setup["checkpoint"], "--image_path", str(tmp_path / "coffee.jpg"), "--save_dir",
                                  str(tmp_path / "out"), "--with_targets", "--opts", *tiny_opts, f"db_root={db_root}"])
         return status, capsys.readouterr()

@@ -72,7 +72,7 @@ def test_every_entry_point_stops_on_a_mismatch_with_one_line(tmp_path):
     commands = {
         "run.sh": ["bash", "run.sh", "--opts", "max_iter=1"],
         "main.py": [sys.executable, "main.py", "--config_exp", "configs/demo.yml"],
-        "inference.py": [sys.executable, "inference.py", "--ckp_path", str(tmp_path / "x.pth"), "--image_path",
+        "inference.py": [sys.executable, "inference.py", "--checkpoint", str(tmp_path / "x.pth"), "--image_path",
                          str(image), "--save_dir", str(tmp_path / "out")],
     }
     for name, command in commands.items():
@@ -89,7 +89,7 @@ def test_a_torchvision_that_fails_to_import_is_one_line(tmp_path):
     # metadata that match (so only the import can tell), binaries that do not
     env = fake_torchvision(tmp_path, install.matching_torchvision(TORCH) + ".0", import_error=NMS_ERROR)
     for command in ([sys.executable, "main.py", "--config_exp", "configs/demo.yml"],
-                    [sys.executable, "inference.py", "--ckp_path", "x.pth", "--image_path", "x.png", "--save_dir",
+                    [sys.executable, "inference.py", "--checkpoint", "x.pth", "--image_path", "x.png", "--save_dir",
                      str(tmp_path / "out")]):
         proc = run(command, env)
         assert proc.returncode == 2, proc.stderr[-3000:]

@@ -63,7 +63,7 @@ def test_demo_config_trains_evaluates_and_writes_the_run_folder(db_root, tiny_op
     assert "resumed from" in (run_dir / "log.txt").read_text()
 
     # run_mode=infer: metrics JSON, table and per-image predictions.
-    run_main(["--config_exp", "configs/demo.yml", "--run_mode", "infer", "--trained_model",
+    run_main(["--config_exp", "configs/demo.yml", "--run_mode", "infer", "--checkpoint",
               str(run_dir / "best.pth")], opts + ["eval_kwargs.save_predictions=true"])
     infer_dir = run_dir / "infer"
     assert json.loads((infer_dir / "metrics.json").read_text()).keys() == metrics.keys()
@@ -78,7 +78,7 @@ def test_evaluation_is_deterministic(db_root, tiny_opts, tmp_path):
     ckpt = str(tmp_path / "demo" / "last.pth")
     results = []
     for _ in range(2):
-        run_main(["--config_exp", "configs/demo.yml", "--run_mode", "infer", "--trained_model", ckpt], opts)
+        run_main(["--config_exp", "configs/demo.yml", "--run_mode", "infer", "--checkpoint", ckpt], opts)
         results.append((tmp_path / "demo" / "infer" / "metrics.json").read_text())
     assert results[0] == results[1]
 
@@ -97,7 +97,7 @@ def test_torchrun_two_processes_train_resume_and_infer(db_root, tiny_opts, tmp_p
     assert torch.load(run_dir / "last.pth", map_location="cpu", weights_only=True)["iteration"] == 5
 
     # Sharded evaluation over two processes gives the single-process numbers.
-    infer = ["--config_exp", "configs/demo.yml", "--run_mode", "infer", "--trained_model", str(run_dir / "last.pth")]
+    infer = ["--config_exp", "configs/demo.yml", "--run_mode", "infer", "--checkpoint", str(run_dir / "last.pth")]
     run_main(infer, opts, torchrun=2)
     two = json.loads((run_dir / "infer" / "metrics.json").read_text())
     run_main(infer, opts)
@@ -148,7 +148,7 @@ def test_bad_inputs_are_one_line_errors(db_root, tmp_path):
     opts = [f"db_root={db_root}", f"output_dir={tmp_path}"]
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage")
-    proc = run_main(["--config_exp", "configs/demo.yml", "--run_mode", "infer", "--trained_model", str(bad)],
+    proc = run_main(["--config_exp", "configs/demo.yml", "--run_mode", "infer", "--checkpoint", str(bad)],
                     opts, expect=2)
     assert proc.stderr.strip().count("\n") == 0 and "bad.pth" in proc.stderr
     proc = run_main(["--config_exp", "configs/demo.yml"], opts + ["trBatch=x"], expect=2)

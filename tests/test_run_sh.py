@@ -25,7 +25,7 @@ def env_for(**extra):
     of the caller's (nor SLURM's, when the tests run inside a SLURM job)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env = {**env, "PYTHON": sys.executable, "NGPUS": "1", **extra}
-    for var in ("RUN_MODE", "TRAINED_MODEL", "CONFIG", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "DEMO_DATA",
+    for var in ("RUN_MODE", "TRAINED_MODEL", "CHECKPOINT", "CONFIG", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "DEMO_DATA",
                 "TORCH_CPP_LOG_LEVEL"):
         if var not in extra:
             env.pop(var, None)
@@ -46,7 +46,7 @@ def assert_one_line_error(proc, status, *fragments):
 def test_errors_are_one_line_with_status_2(db_root, tiny_opts, tmp_path):
     opts = ["--opts", *tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}"]
     assert_one_line_error(run_sh(*opts, "trBach=3"), 2, "unknown key 'trBach'", "trBatch")
-    assert_one_line_error(run_sh(RUN_MODE="infer"), 2, "TRAINED_MODEL=")
+    assert_one_line_error(run_sh(RUN_MODE="infer"), 2, "CHECKPOINT=")
     assert_one_line_error(run_sh(RUN_MODE="evaluate"), 2, "RUN_MODE")
     assert_one_line_error(run_sh(NNODES="2"), 2, "MASTER_ADDR", "MASTER_PORT")
     assert_one_line_error(run_sh("--opts", f"db_root={tmp_path}/nowhere", f"output_dir={tmp_path}"), 2,
@@ -142,11 +142,13 @@ def test_a_demo_dataset_made_by_another_demo_version_is_generated_again(tmp_path
     (demo_data / "PASCALContext" / "stale.txt").write_text("128x128 images of an older demo")
     (demo_data / ".demo_args").write_text("--layout pascal --train 240 --val 60 --size 128 --seed 0\n")
     # RUN_MODE=infer with a missing checkpoint: the data step runs, then main.py stops at once.
-    proc = run_sh(DEMO_DATA=str(demo_data), RUN_MODE="infer", TRAINED_MODEL=str(tmp_path / "none.pth"))
+    proc = run_sh(DEMO_DATA=str(demo_data), RUN_MODE="infer", CHECKPOINT=str(tmp_path / "none.pth"))
     assert_one_line_error(proc, 2, "checkpoint not found")
     assert "made by another version of the demo; generating it again" in proc.stdout
     assert not (demo_data / "PASCALContext" / "stale.txt").exists()
     assert len(list((demo_data / "PASCALContext" / "JPEGImages").glob("*.jpg"))) == 300
     assert "--size 96" in (demo_data / ".demo_args").read_text()
     again = run_sh(DEMO_DATA=str(demo_data), RUN_MODE="infer", TRAINED_MODEL=str(tmp_path / "none.pth"))
+    assert "note: TRAINED_MODEL is now CHECKPOINT" in again.stderr  # the former name still works
+    assert "checkpoint not found" in again.stderr
     assert "Generating" not in again.stdout and "generating" not in again.stdout  # up to date: kept

@@ -106,7 +106,7 @@ def test_a_malicious_checkpoint_is_refused_with_its_reason(db_root, tiny_opts, t
     proc = subprocess.run(["bash", "run.sh", "--opts", *tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**ENV, "PYTHON": sys.executable, "NGPUS": "1", "RUN_MODE": "infer",
-                               "TRAINED_MODEL": str(evil)})
+                               "CHECKPOINT": str(evil)})
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = one_error_line(proc, "evil.pth is not a loadable checkpoint", "GLOBAL")
     assert "system" in line and "weights_only" not in line and "Re-running" not in line
@@ -117,7 +117,7 @@ def test_inference_save_dir_that_is_a_file_is_a_usage_error(tmp_path):
     target = tmp_path / "predictions"
     target.write_text("keep me")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
-    proc = run(["inference.py", "--ckp_path", str(tmp_path / "none.pth"), "--image_path", str(tmp_path / "a.png"),
+    proc = run(["inference.py", "--checkpoint", str(tmp_path / "none.pth"), "--image_path", str(tmp_path / "a.png"),
                 "--save_dir", str(target)], expect=2)
     one_error_line(proc, "--save_dir", "not a folder")
     assert target.read_text() == "keep me"
@@ -133,7 +133,7 @@ def test_a_run_explains_itself_and_refuses_a_different_experiment(db_root, main_
     # The closing summary: where everything is and what to run next.
     summary = proc.stdout[proc.stdout.index("run finished"):]
     for fragment in ("iteration 2/2", str(run_dir / "best.pth"), str(run_dir / "last.pth"), "semseg.mIoU",
-                     "--run_mode infer --trained_model", "inference.py --ckp_path", "min"):
+                     "--run_mode infer --checkpoint", "inference.py --checkpoint", "min"):
         assert fragment in summary, fragment
     assert "CPU thread(s) per process ($OMP_NUM_THREADS)" in proc.stdout
     # Redirected output: log lines, no progress-bar redraws or colour codes.
@@ -160,7 +160,7 @@ def test_a_run_explains_itself_and_refuses_a_different_experiment(db_root, main_
     assert (run_dir / "last.pth").read_bytes() == before and "max_iter: 2" in (run_dir / "config.yaml").read_text()
 
     # Evaluation records what it evaluated; its prediction PNGs are inference.py's palette images.
-    main_py(opts + ["eval_kwargs.save_predictions=true"], extra=["--run_mode", "infer", "--trained_model",
+    main_py(opts + ["eval_kwargs.save_predictions=true"], extra=["--run_mode", "infer", "--checkpoint",
                                                                 str(run_dir / "best.pth")])
     infer = json.loads((run_dir / "infer" / "metrics.json").read_text())
     assert infer["iteration"] == 2 and infer["checkpoint"] == str(run_dir / "best.pth")
@@ -169,7 +169,7 @@ def test_a_run_explains_itself_and_refuses_a_different_experiment(db_root, main_
 
     # inference.py needs no config: the checkpoint carries it.
     image = next((db_root / "PASCALContext" / "JPEGImages").glob("*.jpg"))
-    run(["inference.py", "--ckp_path", str(run_dir / "best.pth"), "--image_path", str(image),
+    run(["inference.py", "--checkpoint", str(run_dir / "best.pth"), "--image_path", str(image),
          "--save_dir", str(tmp_path / "pred")], expect=0)
     assert Image.open(tmp_path / "pred" / "semseg" / f"{image.stem}.png").mode == "P"
 
@@ -187,7 +187,7 @@ def test_every_cli_documents_its_arguments_and_accepts_config_exp(capsys):
         assert "--config_exp" in text, parse
         if parse is not throughput.main:
             assert text.count("(default:") >= 4, parse
-    assert inference.parse_args(["--config_exp", "c.yml", "--ckp_path", "x.pth", "--image_path", "i",
+    assert inference.parse_args(["--config_exp", "c.yml", "--checkpoint", "x.pth", "--image_path", "i",
                                  "--save_dir", "o"]).config_path == "c.yml"
 
 

@@ -12,6 +12,7 @@ import yaml
 from easydict import EasyDict
 
 from utils.errors import ConfigError
+from utils.files import atomic_write_text
 from utils.tasks import (DATASET_DIRNAME, DATASET_TASKS, EDGE_MAXDIST, RENAMED_METRICS, SEMSEG_CLASS_CHOICES,
                          TASK_ORDER, check_reference_metrics, headline_metric)
 
@@ -367,11 +368,7 @@ def _freeze(node):
 
 def write_yaml(path, payload):
     """Atomic YAML write (a run folder's config.yaml)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(payload, handle, sort_keys=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False))
 
 
 # Keys that may change when a run is continued (budget, logging, evaluation, where the

@@ -1,4 +1,5 @@
-"""One exception type per kind of user-facing problem (STYLE section 10)."""
+"""One exception type per kind of user-facing problem (STYLE.md, "What that means here",
+item 10: errors for humans)."""
 
 
 class DiffusionMTLError(Exception):

@@ -1,5 +1,6 @@
 """Process helpers: is a process alive, and the watchdog that ends a helper process with
-its parent (evaluation pools; the run-folder lock uses `alive` for stale locks)."""
+its parent (the boundary evaluation's worker pool). The run-folder lock needs neither: the
+operating system drops its record lock when its process dies (engine/run_lock.py)."""
 import ctypes
 import os
 import signal

@@ -22,23 +22,27 @@ SEMSEG_CLASS_CHOICES = {"Cityscapes": (7, 19)}
 DATASET_DIRNAME = {"PASCALContext": "PASCALContext", "NYUD": "NYUDv2", "NYUD_MTAN": "nyuv2",
                    "Cityscapes": "cityscapes"}
 
-# Boundary matching tolerance as a fraction of the image diagonal (README, Metrics).
+# Boundary matching tolerance as a fraction of the image diagonal (docs/metrics.md).
 EDGE_MAXDIST = {"PASCALContext": 0.0075, "NYUD": 0.011, "NYUD_MTAN": 0.011, "Cityscapes": None}  # no edge task
 
-# The headline metric of each task and whether lower is better (for Delta_m).
+# The metrics where lower is better (the errors); higher is better for every other one.
+# The one table of metric directions: Delta_m, the refinement gain and best_metric read it.
+LOWER_IS_BETTER = frozenset({"mErr", "rmse", "absErr", "relErr"})
+
+# The headline metric of each task (for Delta_m).
 TASK_METRIC = {
-    "semseg": ("mIoU", False),
-    "human_parts": ("mIoU", False),
-    "sal": ("maxF", False),
-    "depth": ("rmse", True),
-    "normals": ("mErr", True),
-    "edge": ("odsF", False),
+    "semseg": "mIoU",
+    "human_parts": "mIoU",
+    "sal": "maxF",
+    "depth": "rmse",
+    "normals": "mErr",
+    "edge": "odsF",
 }
 
 # Datasets whose papers report a task with another headline metric: on the MTAN layouts
 # (the partial-label protocol of MTPSL, whose NYUD and Cityscapes numbers the paper reports)
 # depth is scored by its absolute error (Cityscapes stores inverse depth).
-DATASET_TASK_METRIC = {"NYUD_MTAN": {"depth": ("absErr", True)}, "Cityscapes": {"depth": ("absErr", True)}}
+DATASET_TASK_METRIC = {"NYUD_MTAN": {"depth": "absErr"}, "Cityscapes": {"depth": "absErr"}}
 
 # Metric names used by earlier versions -> today's (old configs get a message naming the new one).
 RENAMED_METRICS = {"abs_err": "absErr"}
@@ -46,9 +50,15 @@ RENAMED_METRICS = {"abs_err": "absErr"}
 IGNORE_INDEX = 255
 
 
+def metric_sign(metric):
+    """+1.0 where a higher value of `metric` is better, -1.0 where lower is better."""
+    return -1.0 if metric in LOWER_IS_BETTER else 1.0
+
+
 def headline_metric(dataset, task):
     """(metric name, lower is better) of `task` on `dataset` (None: the task's default)."""
-    return DATASET_TASK_METRIC.get(dataset, {}).get(task, TASK_METRIC[task])
+    name = DATASET_TASK_METRIC.get(dataset, {}).get(task, TASK_METRIC[task])
+    return name, name in LOWER_IS_BETTER
 
 
 def ordered_tasks(names):

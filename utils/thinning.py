@@ -15,7 +15,8 @@ def _thinning_tables():
     A pixel is deleted when exactly one 4-connected run of background borders it (C = 1),
     2 <= N <= 3, and the subiteration's own condition holds: (x2 | x3 | ~x8) & x1 == 0 in the
     first, (x6 | x7 | ~x4) & x5 == 0 in the second. The same algorithm as
-    `skimage.morphology.thin`, which tests/utils/test_thinning.py checks pixel for pixel.
+    `skimage.morphology.thin`, which tests/evaluation/test_boundary.py checks pixel for pixel
+    (`test_thin_equals_skimage_thin`).
     """
     codes = np.arange(256)
     x = [None] + [(codes >> k) & 1 for k in range(8)] + [codes & 1]  # x[1..8], x[9] = x[1]

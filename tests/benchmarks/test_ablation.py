@@ -138,3 +138,21 @@ def test_end_to_end_two_variants_and_a_rerun_trains_nothing(tmp_path, monkeypatc
 
     # the dataset is made once: other generation arguments for the same folder are refused
     assert ablation.main([*argv[:argv.index("--train")], "--train", "5", *argv[argv.index("--train") + 2:]]) == 2
+
+
+def test_first_seed_trains_only_the_later_seeds(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_run(args, db_root, variant, seed, recorded):
+        trained.append((variant, seed))
+        return {"iteration": 2}, [], 1.0, True
+
+    monkeypatch.setattr(ablation, "train_run", fake_run)
+    monkeypatch.setattr(ablation, "prepare_data", lambda *args: "db")
+    monkeypatch.setattr(ablation, "write_outputs", lambda *args: None)
+    argv = ["--config_exp", os.path.join(ROOT, "configs", "demo.yml"), "--variants", "baseline,feature",
+            "--seeds", "3", "--iters", "2", "--out", str(tmp_path)]
+    assert ablation.main([*argv, "--first_seed", "2"]) == 0
+    assert trained == [("baseline", 2), ("feature", 2)]
+    with pytest.raises(SystemExit):
+        ablation.parse_args([*argv, "--first_seed", "3"])

@@ -1,6 +1,7 @@
 """The public release's PASCAL-Context / NYUD training transform, written out plainly from
-its definition (README, Datasets; the release's transform file that ATRC and InvPT share),
-with every random choice passed in. Our data/transforms.py is checked against it.
+its definition (docs/datasets.md, "Training augmentation"; the release's transform file
+that ATRC and InvPT share), with every random choice passed in. Our data/transforms.py is
+checked against it.
 
 It works as the release does: every map (H, W, C) float32, the image resized as a float
 image, targets as float maps, padding with the release's own fills (normals 0, depth 0)

@@ -1,4 +1,4 @@
-"""data.build_dataset on generated synthetic datasets, configured like a real run."""
+"""data.datasets.build_dataset on generated synthetic datasets, configured like a real run."""
 import os
 from pathlib import Path
 

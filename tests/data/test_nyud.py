@@ -1,5 +1,5 @@
-"""NYUD (multi-task layout) and NYUDMTAN (MTAN .npy layout) decode the layouts the README describes;
-build_dataset gives NYUD_MTAN the partial-label protocol's transforms."""
+"""NYUD (multi-task layout) and NYUDMTAN (MTAN .npy layout) decode the layouts
+docs/datasets.md describes; build_dataset gives NYUD_MTAN the partial-label protocol's transforms."""
 import os
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""PascalContext decodes the official layout as the README describes it."""
+"""PascalContext decodes the official layout as docs/datasets.md describes it."""
 import json
 import os
 import shutil

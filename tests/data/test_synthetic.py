@@ -167,16 +167,16 @@ def test_an_empty_target_folder_is_filled(tmp_path):
 
 
 def test_a_failed_generation_leaves_nothing_at_the_target(tmp_path, monkeypatch):
-    import data.synthetic as synthetic
+    import data.synthetic.nyud as nyud_writer  # _write_nyud looks write_nyud_sample up here
     written = []
-    original = synthetic.write_nyud_sample
+    original = nyud_writer.write_nyud_sample
 
     def fail_on_the_third(root, *args):
         if len(written) == 2:
             raise KeyboardInterrupt
         written.append(original(root, *args))
 
-    monkeypatch.setattr(synthetic, "write_nyud_sample", fail_on_the_third)
+    monkeypatch.setattr(nyud_writer, "write_nyud_sample", fail_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         generate("nyud", str(tmp_path), 4, 1, 32, seed=0)
     assert len(written) == 2 and os.listdir(tmp_path) == []

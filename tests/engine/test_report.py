@@ -1,5 +1,6 @@
 """engine/report.py: the run's evaluation history (metrics.jsonl)."""
 import json
+import os
 
 from engine.report import append_history, read_history
 
@@ -23,4 +24,4 @@ def test_history_keeps_every_evaluation_once_in_order(tmp_path):
                                                                                          (400, 9.5)]
     append_history(str(path), 200, metrics(6.0, 5.0))
     assert [(h["iteration"], h["semseg"]["mIoU"]) for h in read_history(str(path))] == [(0, 1.0), (200, 6.0)]
-    assert not (tmp_path / "metrics.jsonl.tmp").exists()
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]  # no temporary file left behind

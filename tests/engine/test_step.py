@@ -10,7 +10,8 @@ import torch
 
 from losses import build_loss
 from models import build_model
-from engine.step import TrainingDiverged, TrainStep, build_optimizer, compile_model, is_fused, memory_format
+from engine.predict import Runtime
+from engine.step import TrainingDiverged, TrainStep, build_optimizer, compile_model, is_fused
 
 CONFIG = "configs/pascal/resnet18_feature_official.yml"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,7 +26,7 @@ def setup(tiny_cfg):
         torch.manual_seed(seed)
         model = build_model(cfg).train()
         optimizer = build_optimizer(cfg, model, fused=fused)
-        step = TrainStep(cfg, model, build_loss(cfg), optimizer, torch.device("cpu"))
+        step = TrainStep.of(cfg, model, build_loss(cfg), optimizer, torch.device("cpu"))
         return cfg, model, optimizer, step
     return build
 
@@ -123,8 +124,8 @@ def test_gradient_clipping_and_loss_match_a_plain_step(setup):
 def test_channels_last_follows_the_config(setup):
     for value, expected in (("true", torch.channels_last), ("false", torch.contiguous_format)):
         cfg, model, _, step = setup(f"channels_last={value}")
-        assert step.memory_format == expected
-        assert memory_format(cfg) == expected
+        assert step.runtime.memory_format == expected
+        assert Runtime.of(cfg, "cpu").memory_format == expected
     assert setup()[0].channels_last is True  # the default
 
 
@@ -152,7 +153,7 @@ def compiled_and_eager_losses():
         if compiled:
             compile_model(model)
             assert list(model.state_dict()) == keys[0]  # keys unchanged by compile
-        step = TrainStep(cfg, model, build_loss(cfg), build_optimizer(cfg, model, fused=False), torch.device("cpu"))
+        step = TrainStep.of(cfg, model, build_loss(cfg), build_optimizer(cfg, model, fused=False), torch.device("cpu"))
         torch.manual_seed(5)
         for iteration in range(2):
             batch = make_batch(seed=iteration)
@@ -208,9 +209,9 @@ def test_sgd_momentum_with_layers_that_start_late(fused, keep_zero_grads, setup)
 
 def test_compile_model_handles_the_baseline_without_a_refinement_stage(setup):
     _, model, _, step = setup("model_kwargs.variant=baseline")
-    assert model.denoiser is None
+    assert model.refinement is None
     compile_model(model)  # compiles lazily: nothing runs until the first forward
-    assert model.backbone._compiled_call_impl is not None and model.condition_conv is None
+    assert model.backbone._compiled_call_impl is not None
 
 
 def adam_update(param, state, lr, weight_decay, decoupled, betas=(0.9, 0.999), eps=1e-8):

@@ -65,7 +65,7 @@ def test_best_metric_with_the_old_depth_name_names_the_new_one():
     assert [best_score(metrics, f"depth.{name}") for name in ("absErr", "relErr", "rmse")] == [-0.5, -0.2, -0.9]
 
 
-# The paper's rows (SPEC / README, Results): (config, metrics of the row, Delta_m it prints).
+# The paper's rows (SPEC, section 5; docs/metrics.md): (config, metrics of the row, Delta_m it prints).
 # Figures are printed to 2 decimals, depth absErr to 4.
 PAPER_ROWS = [
     ("pascal/resnet18_onelabel.yml", {"semseg": {"mIoU": 57.78}, "human_parts": {"mIoU": 58.98},

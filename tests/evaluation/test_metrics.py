@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from evaluation.metrics import DepthMeter, NormalsMeter, SaliencyMeter, SegmentationMeter, image_region
+from evaluation.metrics import (DepthMeter, InverseDepthMeter, NormalsMeter, SaliencyMeter, SegmentationMeter,
+                                image_region)
 
 
 def full(batch, height, width):
@@ -145,3 +146,31 @@ def test_state_dtypes_are_reducible():
     for meter in meters:
         for tensor in meter.state_tensors():
             assert tensor.dtype in (torch.int64, torch.float64)
+
+
+@pytest.mark.parametrize("meter_class", [NormalsMeter, DepthMeter, InverseDepthMeter])
+def test_pooled_error_meters_state_round_trip_is_exact(meter_class):
+    """Two ranks' states summed, or one state copied into a fresh meter, give exactly the
+    metrics of one meter that saw every batch (the sums are the whole state)."""
+    generator = torch.Generator().manual_seed(0)
+    channels = 3 if meter_class is NormalsMeter else 1
+    batches = []
+    for _ in range(2):
+        target = torch.rand(2, channels, 5, 6, generator=generator) * 4 + 0.5
+        target[:, :, 0, 0] = 255  # ignored
+        prediction = torch.rand(2, channels, 5, 6, generator=generator) * 4 + 0.5
+        batches.append((prediction if channels == 3 else prediction[:, 0], target, full(2, 4, 6)))
+    whole, rank0, rank1, copy = (meter_class(255) for _ in range(4))
+    for batch in batches:
+        whole.update(*batch)
+    rank0.update(*batches[0])
+    rank1.update(*batches[1])
+    for own, other in zip(rank0.state_tensors(), rank1.state_tensors()):  # all_reduce(SUM)
+        own += other
+    for target, source in zip(copy.state_tensors(), whole.state_tensors()):  # load_state_tensors
+        target.copy_(source)
+    expected = whole.compute()
+    assert list(expected) == list(meter_class.NAMES) and not any(math.isnan(v) for v in expected.values())
+    assert rank0.compute() == expected and copy.compute() == expected
+    whole.reset()
+    assert all(math.isnan(value) for value in whole.compute().values())

@@ -46,7 +46,7 @@ def test_convert_cli_copies_every_tensor(tmp_path, nesting):
     official = fake_official_state()
     src, dst = tmp_path / "official.pth", tmp_path / "ours.pth"
     torch.save({nesting: official, "epoch": 99} if nesting else official, src)
-    assert main(["--src", str(src), "--dst", str(dst)]) == 0
+    assert main(["--checkpoint", str(src), "--dst", str(dst)]) == 0
 
     converted = torch.load(dst, weights_only=True)["model"]
     model = official_model_on_meta()
@@ -83,9 +83,9 @@ def test_convert_rejects_mismatches(tmp_path, capsys):
 
     src = tmp_path / "extra.pth"
     torch.save(extra, src)
-    assert main(["--src", str(src), "--dst", str(tmp_path / "out.pth")]) == 2
+    assert main(["--checkpoint", str(src), "--dst", str(tmp_path / "out.pth")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "diffusion_model.denoiser.pos_embed" in err
     assert not (tmp_path / "out.pth").exists()
-    assert main(["--src", str(tmp_path / "absent.pth"), "--dst", str(tmp_path / "out.pth")]) == 2
+    assert main(["--checkpoint", str(tmp_path / "absent.pth"), "--dst", str(tmp_path / "out.pth")]) == 2
     assert "absent.pth" in capsys.readouterr().err

@@ -110,7 +110,7 @@ RELEASE_SHAPE = ["model_kwargs.embed_dim=32", "model_kwargs.num_heads=4", "model
 
 def release_denoiser(model, task, noisy, condition, t):
     """One x0 prediction of the release's denoiser for one sample: noisy (1, D, h, w)."""
-    den = model.denoiser
+    den = model.refinement.denoiser
     frequencies = torch.exp(-math.log(10000) * torch.arange(128, dtype=torch.float32) / 128)
     args = torch.tensor([float(t)])[:, None] * frequencies[None]
     t_emb = den.t_embedder.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))  # (1, D)
@@ -137,7 +137,7 @@ def release_forward(model, images, task_mask):
     coef1 = betas[1] * abar[0].sqrt() / (1 - abar[1])
     coef2 = (1 - abar[0]) * (1 - betas[1]).sqrt() / (1 - abar[1])
     features, prelim = model.forward_preliminary(images)
-    condition = model.condition_conv(torch.cat([prelim[t].detach() for t in TASKS], dim=1))
+    condition = model.refinement.condition_conv(torch.cat([prelim[t].detach() for t in TASKS], dim=1))
     final = {}
     for index, task in enumerate(TASKS):
         outputs = []
@@ -148,7 +148,7 @@ def release_forward(model, images, task_mask):
             x0 = release_denoiser(model, task, x, condition[b:b + 1], 1)
             x = coef1.float() * x0 + coef2.float() * x  # posterior mean, no noise
             x0 = release_denoiser(model, task, x, condition[b:b + 1], 0)
-            head = model.denoiser.heads[task](x0)
+            head = model.refinement.denoiser.heads[task](x0)
             outputs.append(F.interpolate(head, size=images.shape[-2:], mode="bilinear", align_corners=False))
         final[task] = outputs
     return final
@@ -158,14 +158,14 @@ def release_forward(model, images, task_mask):
 def test_official_forward_matches_the_release_computation(mode, monkeypatch, tiny_cfg):
     torch.manual_seed(0)
     model = build_model(tiny_cfg(*RELEASE_SHAPE, config=CONFIG))
-    assert model.diffusion.betas.tolist() == pytest.approx([1e-3, 1e-2])
+    assert model.refinement.diffusion.betas.tolist() == pytest.approx([1e-3, 1e-2])
     images = torch.randn(3, 3, 64, 96)
     if mode == "eval":
         model.eval()
         task_mask = torch.ones(3, 5, dtype=torch.bool)
     else:
         model.train()
-        monkeypatch.setattr(model, "_noise", lambda task, like, step: torch.zeros_like(like))
+        monkeypatch.setattr(model.refinement, "noise", lambda task, like, step: torch.zeros_like(like))
         task_mask = torch.tensor([[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [1, 0, 1, 0, 1]], dtype=torch.bool)
     with torch.no_grad():
         state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -1,4 +1,7 @@
 """DiffusionMTL on tiny configs: output contract, partial labels, determinism, ablations."""
+import os
+import re
+
 import pytest
 import torch
 
@@ -21,7 +24,7 @@ def tiny_model(tiny_cfg):
 def count_denoiser_calls(model):
     """Record the number of pairs of every denoiser call."""
     calls = []
-    model.denoiser.register_forward_hook(lambda module, args, out: calls.append(args[1].shape[0]))
+    model.refinement.denoiser.register_forward_hook(lambda module, args, out: calls.append(args[1].shape[0]))
     return calls
 
 
@@ -59,10 +62,10 @@ def test_partial_labels_run_only_labelled_pairs(tiny_model):
     labelled_loss = sum(v.square().mean() for v in out["final"].values())
     labelled_loss.backward()
     for name, param in params.items():
-        idle = any(f".{t}." in name for t in ("human_parts", "edge")) and name.startswith("denoiser.")
+        idle = any(f".{t}." in name for t in ("human_parts", "edge")) and name.startswith("refinement.denoiser.")
         if idle:
             assert param.grad is None, name
-    assert params["denoiser.in_layers.sal.weight"].grad.abs().sum() > 0
+    assert params["refinement.denoiser.in_layers.sal.weight"].grad.abs().sum() > 0
     # the condition reads detached preliminary predictions: no gradient into the heads from it
     assert params["prelim_heads.edge.weight"].grad is None
 
@@ -115,7 +118,7 @@ def test_conditioning_none_ignores_other_tasks(tiny_model):
     images = torch.randn(2, 3, 64, 64)
     for conditioning, coupled in (("multitask", True), ("none", False)):
         model = tiny_model(f"model_kwargs.conditioning={conditioning}").eval()
-        assert (model.condition_conv is None) == (not coupled)
+        assert (model.refinement.condition_conv is None) == (not coupled)
         assert any(k.startswith("condition_conv.") for k in model.state_dict()) == coupled
         with torch.no_grad():
             before = model(images)["final"]["semseg"]
@@ -126,7 +129,7 @@ def test_conditioning_none_ignores_other_tasks(tiny_model):
 
 def test_diffusion_off_is_a_noiseless_refiner(tiny_model):
     model = tiny_model("model_kwargs.diffusion=false").train()
-    assert model.diffusion is None and not any(k.startswith("diffusion.") for k in model.state_dict())
+    assert model.refinement.diffusion is None and not any(k.startswith("diffusion.") for k in model.state_dict())
     calls = count_denoiser_calls(model)
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -143,17 +146,16 @@ def test_number_of_steps(steps, tiny_model):
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     assert calls == [5] * steps
-    assert model.diffusion.num_timesteps == steps
+    assert model.refinement.diffusion.num_timesteps == steps
 
 
 def test_baseline_has_no_refinement_stage(tiny_model):
     model = tiny_model("model_kwargs.variant=baseline").train()
-    assert model.denoiser is None and model.condition_conv is None and model.diffusion is None
+    assert model.refinement is None
     assert not any(k.startswith(("denoiser.", "condition_conv.", "diffusion.")) for k in model.state_dict())
     images = torch.randn(2, 3, 64, 64)
     out = model(images, torch.ones(2, 5, dtype=torch.bool))
-    for task in TASKS:
-        assert out["final"][task] is out["prelim"][task]
+    assert out["final"] is out["prelim"]  # one prediction: the loss counts it once (losses/multitask.py)
     sum(v.square().mean() for v in out["final"].values()).backward()
     no_grad = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert no_grad == []
@@ -162,3 +164,44 @@ def test_baseline_has_no_refinement_stage(tiny_model):
     assert {t: tuple(v.shape) for t, v in evaluated["final"].items()} == {
         t: (2, c, 64, 64) for t, c in CHANNELS.items()}
     assert all(evaluated["final"][t] is evaluated["prelim"][t] for t in TASKS)
+
+
+def test_the_refinement_stage_keeps_the_releases_state_dict_names(tiny_model):
+    """MTDNet is one submodule (`model.refinement`), but the state dict keeps the flat names
+    of the release ("denoiser.*", "condition_conv.*", "diffusion.*"), so every checkpoint
+    and the converted official one load unchanged; loading puts them back in the module."""
+    model = tiny_model()
+    keys = list(model.state_dict())
+    assert not any(k.startswith("refinement.") for k in keys)
+    nested = [n for n, _ in model.refinement.named_parameters()]
+    assert [k for k in keys if k.startswith(("condition_conv.", "denoiser."))] == [
+        k for k in nested if not k.startswith("diffusion.")] and "diffusion.betas" in keys
+    # parameters are listed in the same order as before (the optimizer's state follows it)
+    assert [n for n, _ in model.named_parameters()][-len(nested):] == [f"refinement.{n}" for n in nested]
+    other = tiny_model(seed=1)
+    other.load_state_dict(model.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    wrapped = torch.nn.Sequential(model).state_dict()  # any prefix (DDP's "module.")
+    assert "0.denoiser.heads.semseg.weight" in wrapped and not any(".refinement." in k for k in wrapped)
+    with pytest.raises(RuntimeError, match="Unexpected key.*denoiser"):
+        tiny_model("model_kwargs.variant=baseline").load_state_dict(model.state_dict())
+
+
+def test_nothing_outside_models_reads_the_variant():
+    """The refinement stage is the model's business: the loss, the engine and the entry
+    points see outputs, not variant names or the stage's parts. (Configs name the variant;
+    benchmarks/normals_probe.py hooks into the stage's denoiser on purpose.)"""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = ["main.py", "inference.py"]
+    for folder in ("engine", "losses", "evaluation", "data", "utils", "benchmarks"):
+        paths += [os.path.relpath(os.path.join(d, n), root) for d, _, files in os.walk(os.path.join(root, folder))
+                  for n in files if n.endswith(".py")]
+    variant_test = re.compile(r"(model_kwargs|model|module)\.variant\s*(==|!=|\bin\b)")
+    internals = re.compile(r"\.(denoiser|condition_conv|diffuse)\b")
+    offenders = []
+    for path in paths:
+        with open(os.path.join(root, path), encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if variant_test.search(line) or (internals.search(line) and path != "benchmarks/normals_probe.py"):
+                    offenders.append(f"{path}:{number}: {line.strip()}")
+    assert offenders == []

@@ -46,7 +46,7 @@ def test_switch_off_is_the_release_model(config, variant, tiny_cfg):
     for model in (seeded(cfg).eval(), seeded(tiny_cfg(*VARIANTS[variant], "model_kwargs.refine_residual_norm=false",
                                                       config=config)).eval()):
         assert list(model.state_dict()) == list(release.state_dict())
-        assert model.denoiser.out_norms is None
+        assert model.refinement.denoiser.out_norms is None
         # the release's per-task stack: 1x1 conv, 3x3 conv (head_convs 1), nothing else with weights
         assert sorted(k for k in model.state_dict() if k.startswith("denoiser.out_convs.normals.")) == [
             f"denoiser.out_convs.normals.{i}.{p}" for i in (0, 1) for p in ("bias", "weight")]
@@ -95,8 +95,8 @@ def test_switch_on_every_parameter_learns(variant, tiny_cfg):
     model = seeded(tiny_cfg(*VARIANTS[variant], "model_kwargs.refine_residual_norm=true")).train()
     out = model(torch.randn(2, 3, 64, 64), torch.ones(2, 5, dtype=torch.bool))
     sum(v.square().mean() for v in out["final"].values()).backward()
-    assert [n for n, p in model.named_parameters() if n.startswith("denoiser.") and p.grad is None] == []
-    assert all(model.denoiser.out_norms[t].weight.grad.abs().sum() > 0 for t in TASKS)
+    assert [n for n, p in model.named_parameters() if n.startswith("refinement.denoiser.") and p.grad is None] == []
+    assert all(model.refinement.denoiser.out_norms[t].weight.grad.abs().sum() > 0 for t in TASKS)
 
 
 def top_direction_share(x):
@@ -119,7 +119,7 @@ def refined_normals_share_after_adam(cfg, steps=20):
     task_mask = torch.zeros(2, 5, dtype=torch.bool)
     task_mask[:, TASKS.index("normals")] = True
     x0 = []
-    model.denoiser.register_forward_hook(lambda m, args, out: x0.append(out["normals"].detach()))
+    model.refinement.denoiser.register_forward_hook(lambda m, args, out: x0.append(out["normals"].detach()))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
         out = model(images, task_mask)
