@@ -6,14 +6,13 @@ import os
 
 import cv2
 import numpy as np
-import scipy.io
 from PIL import Image
 
 from data.metadata import VOC_CLASSES, VOC_PALETTE
 from data.pascal_context import load_db_info
 from data.synthetic.objects import KINDS
 from data.synthetic.scenes import WALL_DECOR, make_scene, shade
-from data.synthetic.writing import _sample_rng, _write_gray, _write_lines, _write_rgb, encode_normals
+from data.synthetic.writing import _sample_rng, _write_gray, _write_lines, _write_mat, _write_rgb, encode_normals
 from utils.tasks import IGNORE_INDEX
 
 # Label tables: the VOC id (semseg, .mat objects) is the index in VOC_CLASSES; the Context
@@ -73,13 +72,11 @@ def write_pascal_sample(root, sample_id, scene, rng, context_ids, palette):
     png.putpalette(palette.ravel().tolist())  # turns the "L" image into a "P" one
     png.save(os.path.join(root, "semseg", "VOC12", f"{sample_id}.png"))
     lookup = np.array([context_ids[PASCAL_CONTEXT_NAME.get(k, k)] for k in KINDS], np.uint16)
-    scipy.io.savemat(os.path.join(root, "pascal-context", "trainval", f"{sample_id}.mat"),
-                     {"LabelMap": lookup[scene.kind]}, do_compression=True)
+    _write_mat(os.path.join(root, "pascal-context", "trainval", f"{sample_id}.mat"), {"LabelMap": lookup[scene.kind]})
     objects, classes = _mat_objects(scene)
     anno = np.zeros((1, 1), [("imname", "O"), ("objects", "O")])
     anno[0, 0] = (f"{sample_id}.jpg", objects)
-    scipy.io.savemat(os.path.join(root, "human_parts", f"{sample_id}.mat"), {"anno": anno},
-                     do_compression=True)
+    _write_mat(os.path.join(root, "human_parts", f"{sample_id}.mat"), {"anno": anno})
     _write_rgb(os.path.join(root, "normals_distill", f"{sample_id}.png"), encode_normals(scene.normal))
     salient = np.isin(scene.instance, salient_instances(scene)).astype(np.float32)
     soft = cv2.blur(salient, (3, 3))  # distilled saliency is soft at the outline

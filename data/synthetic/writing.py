@@ -1,7 +1,10 @@
 """What the layout writers share: image and list files (a failed write is a DataError),
 the 8-bit normal encoding, sensor depth with holes, and one random stream per image."""
+import io
+
 import cv2
 import numpy as np
+import scipy.io
 
 from data.synthetic.objects import KINDS
 from utils.errors import DataError
@@ -16,6 +19,23 @@ def _write_rgb(path, image, quality=None):
 def _write_gray(path, image):
     if not cv2.imwrite(path, image):
         raise DataError(f"cannot write {path}")
+
+
+MAT_TIME = b"Thu Jan  1 00:00:00 1970"  # the fixed "Created on" of every .mat header (asctime's 24 characters)
+
+
+def _write_mat(path, variables):
+    """scipy.io.savemat with compression, byte for byte the same for the same data: scipy
+    writes the current time into the 116-byte header text; it is replaced with MAT_TIME."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, variables, do_compression=True)
+    data = buffer.getvalue()
+    stamp = data.index(b"Created on: ", 0, 116) + len(b"Created on: ")
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data[:stamp] + MAT_TIME + data[stamp + len(MAT_TIME):])
+    except OSError as err:
+        raise DataError(f"cannot write {path} ({err.strerror})") from None
 
 
 def _write_lines(path, lines):
