@@ -41,7 +41,9 @@ def seeded_without_the_key(cfg):
 @pytest.mark.parametrize("config, variant", [(OFFICIAL, "feature"), (DEMO, "feature"), (DEMO, "prediction")])
 def test_switch_off_is_the_release_model(config, variant, tiny_cfg):
     cfg = tiny_cfg(*VARIANTS[variant], config=config)
-    assert cfg.model_kwargs.refine_residual_norm is False  # the default
+    # off by default and in the official config; the demo turns it on
+    assert cfg.model_kwargs.refine_residual_norm is (config == DEMO)
+    cfg = tiny_cfg(*VARIANTS[variant], "model_kwargs.refine_residual_norm=false", config=config)
     release = seeded_without_the_key(cfg).eval()
     for model in (seeded(cfg).eval(), seeded(tiny_cfg(*VARIANTS[variant], "model_kwargs.refine_residual_norm=false",
                                                       config=config)).eval()):
@@ -59,7 +61,7 @@ def test_switch_off_is_the_release_model(config, variant, tiny_cfg):
 
 
 def test_switch_on_adds_one_groupnorm_per_task(tiny_cfg):
-    off = seeded(tiny_cfg()).state_dict()
+    off = seeded(tiny_cfg("model_kwargs.refine_residual_norm=false")).state_dict()
     on = seeded(tiny_cfg("model_kwargs.refine_residual_norm=true")).state_dict()
     added = [k for k in on if k not in off]
     assert added == [f"denoiser.out_norms.{t}.{p}" for t in TASKS for p in ("weight", "bias")]
@@ -139,7 +141,7 @@ def refined_normals_share_after_adam(cfg, steps=20):
 def test_switch_on_keeps_refined_normals_features_from_collapsing(variant, tiny_cfg):
     # Without the switch the scale-invariant normals loss drives the plain stack's output onto one
     # direction (0.82-0.94 of the variance here, against 0.68-0.69 with it; 0.99 on the demo config).
-    off = refined_normals_share_after_adam(tiny_cfg(*VARIANTS[variant]))
+    off = refined_normals_share_after_adam(tiny_cfg(*VARIANTS[variant], "model_kwargs.refine_residual_norm=false"))
     on = refined_normals_share_after_adam(tiny_cfg(*VARIANTS[variant], "model_kwargs.refine_residual_norm=true"))
     assert off > 0.75
     assert on < off - 0.1
