@@ -105,6 +105,7 @@ def _run(args):
     from data.loaders import loader_workers
     from engine.validation import evaluate_checkpoint
     from engine.loop import Interrupted, train
+    from engine.predict import Runtime
     from utils import distributed
     from utils.config import load_config
     from utils.threads import set_num_threads
@@ -121,7 +122,7 @@ def _run(args):
         run.logger.info(f"{threads} CPU thread(s) per process ({reason})")
         if workers_note:
             run.logger.info(workers_note)
-        if cfg.amp and device.type != "cuda":
+        if cfg.amp and not Runtime.of(cfg, device).autocast_enabled:
             run.logger.info(f"amp: true has no effect on {device.type.upper()} (bf16 autocast runs on GPUs only): "
                             f"computing in float32")
         if args.run_mode == "train":
