@@ -162,7 +162,7 @@ def test_a_validation_image_gets_the_same_prediction_from_run_mode_infer(setup, 
     # 40 x 52 images in a 64 x 64 canvas: the content at rows 12..51, columns 6..57
     db_root = generate("pascal", str(tmp_path / "db"), n_train=2, n_val=2, size=(40, 52), seed=0)
     opts = [*tiny_opts, f"db_root={tmp_path / 'db'}", f"output_dir={tmp_path / 'runs'}", "valBatch=1",
-            "channels_last=false", "eval_kwargs.save_predictions=true"]
+            "eval_kwargs.save_predictions=true"]  # both paths: the config's channels_last
     status = main.main(["--config_exp", CONFIG, "--run_mode", "infer", "--checkpoint", setup["checkpoint"],
                         "--device", "cpu", "--opts", *opts])
     assert status == 0
