@@ -86,7 +86,8 @@ def test_ctrl_c_saves_last_pth_and_the_same_command_resumes(db_root, tiny_opts, 
     opts = ["--opts", *tiny_opts, f"db_root={db_root}", f"output_dir={tmp_path}", "nworkers=2",
             "eval_kwargs.edge_workers=2", "val_interval=1000", "ckpt_interval=1000"]
     proc = subprocess.Popen(["bash", "run.sh", *opts, "max_iter=500"], cwd=ROOT, env=env_for(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see below
     deadline = time.monotonic() + 600  # bounds a hang (load 8); the loop reads the log lines as they come
     for line in proc.stdout:  # wait until training is under way
         if " iter " in line and "/500" in line and int(line.split(" iter ")[1].split("/")[0]) >= 3:
@@ -117,19 +118,28 @@ def test_ctrl_c_saves_last_pth_and_the_same_command_resumes(db_root, tiny_opts, 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_demo_data_generation_leaves_no_dataset(tmp_path, how):
     demo_data = tmp_path / "demo_data"
+    # SIGINT as a terminal delivers it (also above): with its default action, whatever this test process
+    # inherited (a shell's background job, `cmd &`, starts with SIGINT ignored, and an ignored
+    # SIGINT stays ignored in bash and python: the generation would run on, then the demo).
     proc = subprocess.Popen(["bash", "run.sh"], cwd=ROOT, env=env_for(DEMO_DATA=str(demo_data)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300  # bounds a hang (load 8); the loop polls
 
     def images_written():  # in the hidden folder that is renamed into place when complete
         partial = [p for p in demo_data.iterdir() if p.name.startswith(".PASCALContext.partial")]
         return len(list(partial[0].glob("**/*.jpg"))) if partial else 0
 
-    while not (demo_data.is_dir() and images_written() >= 3):  # some of the 300 files written
-        assert proc.poll() is None and time.monotonic() < deadline, "generation did not start"
-        time.sleep(0.05)
-    os.killpg(proc.pid, how)
-    proc.wait(timeout=300)
+    try:
+        while not (demo_data.is_dir() and images_written() >= 3):  # some of the 300 files written
+            assert proc.poll() is None and time.monotonic() < deadline, "generation did not start"
+            time.sleep(0.05)
+        os.killpg(proc.pid, how)
+        proc.wait(timeout=300)
+    finally:  # a failure leaves no run.sh behind (it would train the demo)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert not (demo_data / "PASCALContext").exists()
     if how == signal.SIGINT:  # a clean stop also removes its temporary folder
         assert list(demo_data.iterdir()) == []
