@@ -456,7 +456,9 @@ def main(argv=None):
             left = f", about {(len(jobs) - number + 1) * trained_seconds / trained_count / 60:.0f} min left"
         print(f"ablation: run {number}/{len(jobs)}: {variant} seed {seed} "
               f"({(time.time() - started) / 60:.1f} min so far{left})", file=sys.stderr, flush=True)
-        recorded = previous.get(f"{variant}_s{seed}")
+        # finished by an earlier invocation, or (ablation.json read again) by one running beside this one
+        recorded = previous.get(f"{variant}_s{seed}") or recorded_runs(json_path, settings(args, size)).get(
+            f"{variant}_s{seed}")
         try:
             metrics, history, seconds, trained = train_run(args, db_root, variant, seed, recorded)
         except RunFailed as err:

@@ -156,3 +156,27 @@ def test_first_seed_trains_only_the_later_seeds(tmp_path, monkeypatch):
     assert trained == [("baseline", 2), ("feature", 2)]
     with pytest.raises(SystemExit):
         ablation.parse_args([*argv, "--first_seed", "3"])
+
+
+def test_a_run_finished_by_a_parallel_invocation_keeps_its_wall_time(tmp_path, monkeypatch):
+    """A run another invocation (same settings, other --first_seed) finished after this one
+    started is taken from ablation.json as it is then, its seconds included."""
+    argv = ["--config_exp", os.path.join(ROOT, "configs", "demo.yml"), "--variants", "feature",
+            "--seeds", "2", "--iters", "2", "--out", str(tmp_path)]
+    written = {}
+
+    def fake_run(args, db_root, variant, seed, recorded):
+        if seed == 0:  # meanwhile, the other invocation records seed 1
+            size = (96, 96)
+            (tmp_path / "ablation.json").write_text(json.dumps({**ablation.settings(args, size), "runs": {
+                "feature_s1": {"variant": "feature", "seed": 1, "metrics": {"iteration": 2}, "seconds": 123.0,
+                               "history": []}}}))
+            return {"iteration": 2}, [], 1.0, True
+        assert recorded is not None and recorded["seconds"] == 123.0
+        return recorded["metrics"], recorded["history"], None, False
+
+    monkeypatch.setattr(ablation, "train_run", fake_run)
+    monkeypatch.setattr(ablation, "prepare_data", lambda *args: "db")
+    monkeypatch.setattr(ablation, "write_outputs", lambda args, cfg, runs, size: written.update(runs))
+    assert ablation.main(argv) == 0
+    assert written["feature"][1]["seconds"] == 123.0
