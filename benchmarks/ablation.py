@@ -13,7 +13,7 @@ run's metrics.json. The variants are config switches of the same network:
     no_diffusion     model_kwargs.diffusion=false         (the same denoiser as an iterative refiner)
     no_conditioning  model_kwargs.conditioning=none       (each task conditioned on itself only)
     feature          feature diffusion                    (the method)
-    prediction       model_kwargs.variant=prediction      (prediction diffusion)
+    prediction       model_kwargs.variant=prediction      (prediction diffusion; refine_from_prelim=none)
 
 OUT/ablation.md has the headline metric of every task as mean +- std over seeds, Delta_m
 of every row against the baseline row's mean, the refinement gain of every row (final -
@@ -56,8 +56,9 @@ VARIANTS = {
     "no_conditioning": ["model_kwargs.variant=feature", "model_kwargs.diffusion=true",
                         "model_kwargs.conditioning=none"],
     "feature": ["model_kwargs.variant=feature", "model_kwargs.diffusion=true", "model_kwargs.conditioning=multitask"],
+    # refine_from_prelim concerns feature diffusion's output head, which prediction diffusion has not
     "prediction": ["model_kwargs.variant=prediction", "model_kwargs.diffusion=true",
-                   "model_kwargs.conditioning=multitask"],
+                   "model_kwargs.conditioning=multitask", "model_kwargs.refine_from_prelim=none"],
 }
 REFERENCE = "baseline"  # Delta_m of every row is measured against this row's mean
 METHOD = "feature"  # the paper's ordering: this row above every ablation of it

@@ -12,7 +12,9 @@ reads them. The paper's MTL baseline is this model without the refinement stage.
 
 Difference from the release, off by default: `refine_residual_norm` makes each task's output
 stack in the denoiser a residual block with a GroupNorm-ed branch, so that the refined
-normals do not collapse to one direction (models/denoiser.py).
+normals do not collapse to one direction (models/denoiser.py); `refine_from_prelim`
+("normals" / "all") makes the chosen tasks' refined maps p_t + a learned correction
+(models/mtdnet.py).
 """
 import math
 
@@ -24,6 +26,7 @@ from torchvision.models.resnet import BasicBlock
 from models.mtdnet import MTDNet
 
 VARIANTS = ("feature", "prediction", "baseline")
+FROM_PRELIM = ("none", "normals", "all")  # refine_from_prelim: the tasks refined as p_t + correction
 # The refinement stage's modules keep the release's names at the top of the state dict
 # ("denoiser.blocks.0...", not "refinement.denoiser.blocks.0..."): checkpoints of either
 # layout, and the converted official checkpoint, load unchanged.
@@ -50,10 +53,12 @@ class DiffusionMTL(nn.Module):
     def __init__(self, backbone, num_outputs, diffusion, num_timesteps, embed_dim=512, fuse_stride=8,
                  prelim_blocks=2, variant="feature", conditioning="multitask", denoiser_depth=4,
                  num_heads=4, mlp_ratio=4.0, token_stride=4, head_convs=3, eval_noise="zero", eval_seed=0,
-                 refine_residual_norm=False):
+                 refine_residual_norm=False, refine_from_prelim="none"):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+        if refine_from_prelim not in FROM_PRELIM:
+            raise ValueError(f"refine_from_prelim must be one of {FROM_PRELIM}, not {refine_from_prelim!r}")
         self.tasks = list(num_outputs)
         self.fuse_stride = fuse_stride
 
@@ -65,7 +70,8 @@ class DiffusionMTL(nn.Module):
         self.refinement = None if variant == "baseline" else MTDNet(
             num_outputs, embed_dim, diffusion, num_timesteps, diffuse=variant, conditioning=conditioning,
             denoiser_depth=denoiser_depth, num_heads=num_heads, mlp_ratio=mlp_ratio, token_stride=token_stride,
-            head_convs=head_convs, residual_norm=refine_residual_norm, eval_noise=eval_noise, eval_seed=eval_seed)
+            head_convs=head_convs, residual_norm=refine_residual_norm, eval_noise=eval_noise, eval_seed=eval_seed,
+            prelim_residual={"none": (), "normals": ("normals",), "all": self.tasks}[refine_from_prelim])
         self.register_state_dict_post_hook(_flatten_refinement_keys)
         self.register_load_state_dict_pre_hook(_nest_refinement_keys)
 

@@ -13,6 +13,12 @@ release (no noise-regression loss). The pairs arrive as `{task: sample indices}`
 sample at evaluation, the labelled ones in training); all pairs of a step go through the
 denoiser in one call (grouped by task, models/denoiser.py).
 
+Difference from the release, off by default (`model_kwargs.refine_from_prelim`): the
+refined map of the chosen tasks is the detached preliminary map plus the head's output,
+the head starting at zero, so the refinement starts from p_t and learns a correction
+(feature diffusion's head otherwise learns the map anew; for the normals, whose loss sees
+only the direction, it stays behind the preliminary normals, README "The claim, measured").
+
 The paper's ablations: `conditioning="none"` conditions each pair on its own
 task's detached feature instead of c; without `diffusion` the same network refines
 iteratively with no noise, the chain starting from x_0.
@@ -42,10 +48,16 @@ class MTDNet(nn.Module):
 
     def __init__(self, num_outputs, embed_dim, diffusion, num_timesteps, diffuse="feature",
                  conditioning="multitask", denoiser_depth=4, num_heads=4, mlp_ratio=4.0, token_stride=4,
-                 head_convs=3, residual_norm=False, eval_noise="zero", eval_seed=0):
+                 head_convs=3, residual_norm=False, prelim_residual=(), eval_noise="zero", eval_seed=0):
         super().__init__()
         if diffuse not in DIFFUSED:
             raise ValueError(f"diffuse must be one of {DIFFUSED}, not {diffuse!r}")
+        unknown = sorted(set(prelim_residual) - set(num_outputs))
+        if unknown:
+            raise ValueError(f"prelim_residual names tasks the model does not have: {unknown}")
+        if prelim_residual and diffuse == "prediction":
+            raise ValueError("prelim_residual is for the output head of feature diffusion; "
+                             "prediction diffusion already refines p_t itself")
         self.tasks = list(num_outputs)
         self.num_timesteps = num_timesteps
         self.diffuse = diffuse
@@ -59,6 +71,12 @@ class MTDNet(nn.Module):
         self.denoiser = Denoiser(in_channels, num_outputs, embed_dim, denoiser_depth, num_heads, mlp_ratio,
                                  token_stride, head_convs, predicts_maps=diffuse == "prediction",
                                  residual_norm=residual_norm)
+        # not in the release: these tasks' refined maps are p_t + head(x0), the head starting at
+        # zero, so the refinement starts from the preliminary prediction and learns a correction
+        self.prelim_residual = tuple(t for t in self.tasks if t in prelim_residual)
+        for task in self.prelim_residual:
+            nn.init.zeros_(self.denoiser.heads[task].weight)
+            nn.init.zeros_(self.denoiser.heads[task].bias)
 
     # ----------------------------------------------------------------- condition
     def condition_tokens(self, features, prelim, pairs):
@@ -104,4 +122,10 @@ class MTDNet(nn.Module):
         start = prelim if self.diffuse == "prediction" else features
         refined = self.reverse_chain({t: start[t][idx] for t, idx in pairs.items()}, tokens)
         # prediction diffusion's denoiser outputs maps at every step; feature diffusion's last x0 goes through the head
-        return refined if self.diffuse == "prediction" else self.denoiser.head(refined)
+        if self.diffuse == "prediction":
+            return refined
+        refined = self.denoiser.head(refined)
+        for task in self.prelim_residual:
+            if task in refined:  # the preliminary map detached: its own loss alone trains it, as in the release
+                refined[task] = prelim[task][pairs[task]].detach() + refined[task]
+        return refined

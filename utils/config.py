@@ -100,6 +100,10 @@ SCHEMA = {
     "model_kwargs.refine_residual_norm": Key(False, "true: each task's output conv stack in the refinement stage "
                                                      "becomes a residual block with a GroupNorm-ed branch (not in "
                                                      "the release: refined normals otherwise collapse)"),
+    "model_kwargs.refine_from_prelim": Key("none", "tasks whose refined map is the detached preliminary map plus a "
+                                                   "zero-initialised correction (not in the release): none / "
+                                                   "normals / all; feature diffusion only",
+                                           choices=("none", "normals", "all")),
     "num_timesteps": Key(2, "reverse diffusion steps"),
     **{f"task_dictionary.include_{task}": Key(False, f"train and evaluate {task}") for task in TASK_ORDER},
     "task_dictionary.edge_w": Key(0.95, "positive-class weight of the boundary BCE", NUMBER),
@@ -291,6 +295,14 @@ def derive(cfg, source):
     for name in ("denoiser_depth", "prelim_blocks", "head_convs"):
         if model_kwargs[name] < 0:
             raise ConfigError(f"{source}: key 'model_kwargs.{name}' must be >= 0, got {model_kwargs[name]}")
+    if model_kwargs.refine_from_prelim != "none":
+        if model_kwargs.variant == "prediction":
+            raise ConfigError(f"{source}: model_kwargs.refine_from_prelim is for feature diffusion's output head; "
+                              "prediction diffusion (model_kwargs.variant) already refines the preliminary "
+                              "prediction itself: set it to none")
+        if model_kwargs.refine_from_prelim == "normals" and "normals" not in cfg.TASKS.NAMES:
+            raise ConfigError(f"{source}: model_kwargs.refine_from_prelim is normals, but normals is not "
+                              "among the tasks (task_dictionary.include_normals)")
     if model_kwargs.embed_dim % model_kwargs.num_heads:
         raise ConfigError(f"{source}: model_kwargs.embed_dim ({model_kwargs.embed_dim}) must be divisible "
                           f"by model_kwargs.num_heads ({model_kwargs.num_heads})")

@@ -28,9 +28,9 @@ def seeded(cfg):
 
 def seeded_without_the_key(cfg):
     """The model as models.build_model built it before the switch existed: the constructor's
-    own arguments only, no refine_residual_norm."""
+    own arguments only, no refine_residual_norm (nor the later refine_from_prelim)."""
     torch.manual_seed(0)
-    kwargs = {k: v for k, v in cfg.model_kwargs.items() if k != "refine_residual_norm"}
+    kwargs = {k: v for k, v in cfg.model_kwargs.items() if k not in ("refine_residual_norm", "refine_from_prelim")}
     schedule = {k: kwargs.pop(k) for k in ("beta_schedule", "beta_start", "beta_end")}
     diffusion = create_diffusion(cfg.num_timesteps, **schedule) if kwargs.pop("diffusion") else None
     backbone = build_backbone(cfg.backbone, **cfg.backbone_kwargs)
