@@ -326,7 +326,7 @@ def gain_figure(curves, columns, path, title):
             ax.plot(x, mean, marker=".", color=colour, label=variant)
             ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
         ax.axhline(0.0, color="k", linewidth=0.8)
-        ax.set_title(f"{task} {metric} (gain in points; the metric: {'lower' if lower else 'higher'} is better)",
+        ax.set_title(f"{task} {metric}\n(gain in points; the metric: {'lower' if lower else 'higher'} is better)",
                      fontsize=8)
         ax.set_xlabel("iteration", fontsize=8)
         ax.tick_params(labelsize=7)
