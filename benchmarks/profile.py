@@ -50,10 +50,9 @@ from torch.profiler import ProfilerActivity, profile
 import engine.validation
 import evaluation.evaluator
 from benchmarks.throughput import phase, synchronize
+from benchmarks.train_loop import synthetic_config, write_synthetic
 from data.datasets import build_dataset
 from data.loaders import TrainBatches, loader_workers, make_val_loader
-from data.metadata import LAYOUT_OF
-from data.synthetic import generate
 from engine.checkpoint import capture_rng, restore_rng, seed_everything
 from engine.predict import Runtime
 from engine.step import TrainStep, build_optimizer, build_scheduler, to_device
@@ -63,7 +62,6 @@ from evaluation.visualization import dataset_style
 from losses import build_loss
 from models import build_model
 from utils.cli import HelpFormatter
-from utils.config import load_config
 from utils.errors import DiffusionMTLError
 from utils.threads import restored_threads, set_num_threads
 
@@ -493,20 +491,13 @@ def _main(argv):
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory(prefix="profile_") as folder:
         try:
-            opts = [f"db_root={folder}", f"output_dir={folder}", "backbone_kwargs.pretrained=null",
-                    "partial_labels_file=", *args.opts]
-            cfg = load_config(args.config, opts=opts)
+            cfg = synthetic_config(args.config, folder, args.opts)
             workers = loader_workers(cfg.nworkers)[0]
             if args.threads:
                 torch.set_num_threads(args.threads)
             else:
                 set_num_threads(cfg.num_threads, workers)
-            if cfg.train_db_name not in LAYOUT_OF:
-                raise DiffusionMTLError(f"no synthetic layout for {cfg.train_db_name}")
-            n_train, n_val = args.train_images or 4 * cfg.trBatch, args.val_images or 4 * cfg.valBatch
-            phase(f"writing {n_train} + {n_val} synthetic {cfg.train_db_name} images of "
-                  f"{cfg.train_size[0]}x{cfg.train_size[1]} into {folder} ...")
-            generate(LAYOUT_OF[cfg.train_db_name], folder, n_train, n_val, tuple(cfg.train_size), seed=0)
+            write_synthetic(cfg, folder, args.train_images or 4 * cfg.trBatch, args.val_images or 4 * cfg.valBatch)
             model, runtime, train = profile_training(cfg, device, args.iters, args.warmup, args.profile_iters)
             evaluation_ = profile_evaluation(cfg, model, runtime, args.eval_passes)
         except DiffusionMTLError as err:

@@ -83,6 +83,21 @@ def run(cfg, device, iters, warmup, matmul_size):
             "mfu": round(flops / cfg.trBatch * images_per_s / matmul, 3)}
 
 
+def synthetic_config(config, folder, opts):
+    """The config with its data and run folder in `folder`, no pretrained download, a seeded split."""
+    return load_config(config, opts=[f"db_root={folder}", f"output_dir={folder}", "backbone_kwargs.pretrained=null",
+                                     "partial_labels_file=", *opts])
+
+
+def write_synthetic(cfg, folder, n_train, n_val):
+    """n_train + n_val generated images in the config's layout at its train_size, into `folder`."""
+    if cfg.train_db_name not in LAYOUT_OF:
+        raise DiffusionMTLError(f"no synthetic layout for {cfg.train_db_name}")
+    phase(f"writing {n_train} + {n_val} synthetic {cfg.train_db_name} images of "
+          f"{cfg.train_size[0]}x{cfg.train_size[1]} into {folder} ...")
+    generate(LAYOUT_OF[cfg.train_db_name], folder, n_train, n_val, tuple(cfg.train_size), seed=0)
+
+
 def main(argv=None):
     """Exit status 0 / 2; called as a function it gives the caller's thread counts back."""
     with restored_threads():
@@ -108,21 +123,13 @@ def _main(argv):
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory(prefix="train_loop_") as folder:
         try:
-            opts = [f"db_root={folder}", f"output_dir={folder}", "backbone_kwargs.pretrained=null",
-                    "partial_labels_file=", *args.opts]
-            if args.workers is not None:
-                opts.append(f"nworkers={args.workers}")
-            cfg = load_config(args.config, opts=opts)
+            workers_opt = [] if args.workers is None else [f"nworkers={args.workers}"]
+            cfg = synthetic_config(args.config, folder, [*args.opts, *workers_opt])
             # CPU threads sized exactly as main.py sizes them (config, environment, cores less loader workers).
             workers, workers_note = loader_workers(cfg.nworkers)
             threads, reason = set_num_threads(cfg.num_threads, workers)
             phase(f"{threads} CPU thread(s) ({reason})" + (f"; {workers_note}" if workers_note else ""))
-            if cfg.train_db_name not in LAYOUT_OF:
-                raise DiffusionMTLError(f"no synthetic layout for {cfg.train_db_name}")
-            count = args.train_images or 4 * cfg.trBatch
-            print(f"writing {count} synthetic {cfg.train_db_name} images of {cfg.train_size[0]}x{cfg.train_size[1]} "
-                  f"into {folder} ...", file=sys.stderr)
-            generate(LAYOUT_OF[cfg.train_db_name], folder, count, 1, tuple(cfg.train_size), seed=0)
+            write_synthetic(cfg, folder, args.train_images or 4 * cfg.trBatch, 1)
             line = run(cfg, device, args.iters, max(args.warmup, 1),
                        args.matmul_size or (8192 if device.type == "cuda" else 2048))
             phase(f"timing the loader alone with {workers} worker(s) ...")
